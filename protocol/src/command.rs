@@ -1,0 +1,230 @@
+//! HQ → turret commands, published on the HQ's PUB socket.
+
+use serde_json::Value;
+
+use crate::light::Light;
+use crate::message::{json_error, DecodeError};
+
+/// What our HQ announces in the `msg` of `status_request`: the protocol version and the
+/// extensions it speaks. OCT's HQ sends `null` there; OCT turrets ignore the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub protocol: u32,
+    pub extensions: Vec<String>,
+}
+
+impl Announce {
+    /// Everything this build speaks.
+    pub fn ours() -> Self {
+        Announce {
+            protocol: crate::PROTOCOL_VERSION,
+            extensions: vec![crate::EXT_SEQ.to_owned()],
+        }
+    }
+
+    pub fn has(&self, extension: &str) -> bool {
+        self.extensions.iter().any(|e| e == extension)
+    }
+}
+
+/// One command from the HQ to its turrets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Asks every turret to send its status. `None` is OCT's `null`.
+    StatusRequest(Option<Announce>),
+    /// The transaction context handed to every script (`msg`, an object in OCT).
+    SetTransactionContext(Value),
+    /// Start firing; OCT's `msg` is `"open fire"`.
+    Start,
+    /// Stop firing; OCT's `msg` is `"premature stop"`.
+    Stop,
+    /// End the turret process.
+    Kill,
+}
+
+/// A decoded command frame: the channel it was published on (empty for "every turret", or a
+/// turret's uuid) and the command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandFrame {
+    pub channel: String,
+    pub command: Command,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::StatusRequest(_) => "status_request",
+            Command::SetTransactionContext(_) => "set_transaction_context",
+            Command::Start => "start",
+            Command::Stop => "stop",
+            Command::Kill => "kill",
+        }
+    }
+
+    fn msg_json(&self) -> String {
+        match self {
+            Command::StatusRequest(None) | Command::Kill => "null".to_owned(),
+            Command::StatusRequest(Some(a)) => serde_json::json!({
+                "protocol": a.protocol,
+                "extensions": a.extensions,
+            })
+            .to_string(),
+            Command::SetTransactionContext(v) => v.to_string(),
+            Command::Start => "\"open fire\"".to_owned(),
+            Command::Stop => "\"premature stop\"".to_owned(),
+        }
+    }
+
+    /// The frame for every turret (empty channel), byte-exact with OCT:
+    /// ` {"command":"start","msg":"open fire"}`.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_on("")
+    }
+
+    /// The frame on `channel` (a turret's uuid addresses that turret alone).
+    pub fn encode_on(&self, channel: &str) -> Vec<u8> {
+        format!(
+            "{channel} {{\"command\":\"{}\",\"msg\":{}}}",
+            self.name(),
+            self.msg_json()
+        )
+        .into_bytes()
+    }
+
+    /// Decodes one frame as a turret receives it: channel, one space, JSON.
+    pub fn decode(frame: &[u8]) -> Result<CommandFrame, DecodeError> {
+        let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
+        let (channel, json) = text.split_once(' ').ok_or(DecodeError::NoChannel)?;
+        let value: Light = serde_json::from_str(json).map_err(json_error)?;
+        let Light::Object(fields) = value else {
+            return Err(DecodeError::NotAnObject(value.kind()));
+        };
+        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let name = match get("command") {
+            Some(Light::Str(s)) => s,
+            Some(other) => return Err(DecodeError::wrong_type("command", "a string", other)),
+            None => return Err(DecodeError::MissingField("command")),
+        };
+        let command = match name.as_ref() {
+            "status_request" => Command::StatusRequest(announce_from(json)),
+            "set_transaction_context" => {
+                // The context is handed to scripts as is, so keep it whole.
+                let full: Value = serde_json::from_str(json).map_err(json_error)?;
+                Command::SetTransactionContext(full.get("msg").cloned().unwrap_or(Value::Null))
+            }
+            "start" => Command::Start,
+            "stop" => Command::Stop,
+            "kill" => Command::Kill,
+            other => return Err(DecodeError::UnknownCommand(other.to_owned())),
+        };
+        Ok(CommandFrame {
+            channel: channel.to_owned(),
+            command,
+        })
+    }
+}
+
+/// An OCT HQ sends `null`; anything that is not our announcement is read as "no extensions".
+fn announce_from(json: &str) -> Option<Announce> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let msg = v.get("msg")?;
+    let protocol = u32::try_from(msg.get("protocol")?.as_u64()?).ok()?;
+    let extensions = msg
+        .get("extensions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Announce {
+        protocol,
+        extensions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(c: &Command) -> String {
+        String::from_utf8(c.encode()).unwrap()
+    }
+
+    #[test]
+    fn encodes_every_command_exactly_like_oct() {
+        assert_eq!(
+            s(&Command::StatusRequest(None)),
+            r#" {"command":"status_request","msg":null}"#
+        );
+        assert_eq!(
+            s(&Command::SetTransactionContext(serde_json::json!({}))),
+            r#" {"command":"set_transaction_context","msg":{}}"#
+        );
+        assert_eq!(
+            s(&Command::Start),
+            r#" {"command":"start","msg":"open fire"}"#
+        );
+        assert_eq!(
+            s(&Command::Stop),
+            r#" {"command":"stop","msg":"premature stop"}"#
+        );
+        assert_eq!(s(&Command::Kill), r#" {"command":"kill","msg":null}"#);
+    }
+
+    #[test]
+    fn encodes_our_announcement_in_status_request() {
+        assert_eq!(
+            s(&Command::StatusRequest(Some(Announce::ours()))),
+            r#" {"command":"status_request","msg":{"extensions":["seq"],"protocol":1}}"#
+        );
+    }
+
+    #[test]
+    fn encodes_on_a_turret_channel() {
+        assert_eq!(
+            String::from_utf8(Command::Kill.encode_on("abc")).unwrap(),
+            r#"abc {"command":"kill","msg":null}"#
+        );
+    }
+
+    #[test]
+    fn decodes_commands_with_and_without_channel() {
+        let f = Command::decode(br#"uuid-1 {"command": "stop", "msg": "premature stop"}"#).unwrap();
+        assert_eq!(f.channel, "uuid-1");
+        assert_eq!(f.command, Command::Stop);
+        let f = Command::decode(br#" {"command":"set_transaction_context","msg":{"a":[1,2]}}"#)
+            .unwrap();
+        assert_eq!(f.channel, "");
+        assert_eq!(
+            f.command,
+            Command::SetTransactionContext(serde_json::json!({"a": [1, 2]}))
+        );
+    }
+
+    #[test]
+    fn announcement_round_trips_and_oct_null_means_none() {
+        let a = Command::StatusRequest(Some(Announce::ours()));
+        assert_eq!(Command::decode(&a.encode()).unwrap().command, a);
+        let n = Command::decode(br#" {"command":"status_request","msg":null}"#).unwrap();
+        assert_eq!(n.command, Command::StatusRequest(None));
+    }
+
+    #[test]
+    fn rejects_bad_command_frames_with_a_reason() {
+        let cases: &[(&[u8], DecodeError)] = &[
+            (b"{\"command\":\"stop\"}", DecodeError::NoChannel),
+            (
+                b" {\"command\":\"fly\",\"msg\":null}",
+                DecodeError::UnknownCommand("fly".into()),
+            ),
+            (b" {\"msg\":null}", DecodeError::MissingField("command")),
+            (b" [1]", DecodeError::NotAnObject("an array")),
+            (b" \xff", DecodeError::NotUtf8),
+        ];
+        for (frame, want) in cases {
+            assert_eq!(&Command::decode(frame).unwrap_err(), want, "{frame:?}");
+        }
+    }
+}

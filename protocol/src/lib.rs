@@ -1,0 +1,39 @@
+//! The OCT wire protocol: every message that crosses a ZeroMQ socket between the HQ and its
+//! turrets, with its exact encoding and a lenient-but-typed decoder. No sockets live here.
+//!
+//! # Layout
+//!
+//! `command` owns the HQ → turret commands (`status_request`, `set_transaction_context`, `start`,
+//! `stop`, `kill`): one frame, an empty channel, one space, compact JSON with the keys `command`
+//! then `msg` — byte-exact with OCT 0.4.12. It also owns [`Announce`], the `msg` of a
+//! `status_request` in which our HQ announces the extensions it speaks (OCT turrets ignore it).
+//!
+//! `message` owns what turrets push to the HQ: [`Status`] and [`TestResult`], classified by their
+//! keys (never by substring), decoded leniently where OCT peers vary (JSON whitespace, numbers as
+//! ints, floats or numeric strings, a missing `turret_name`, the case of a status) and strictly
+//! elsewhere, with a [`DecodeError`] that says what was wrong. Encoding follows Python's
+//! `json.dumps` separators so that our turret's frames look like oct-turrets' frames.
+//!
+//! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
+//! JSON value the decoder reads into before it checks types field by field.
+
+mod command;
+mod light;
+mod message;
+mod pyjson;
+
+pub use command::{Announce, Command, CommandFrame};
+pub use message::{DecodeError, Message, Status, TestResult, Timers, TurretState};
+
+/// The version of our extensions to the OCT protocol, announced by the HQ in `status_request`.
+///
+/// NOTE: a turret uses an extension only after the HQ announced it (DESIGN §3), so that the real
+/// OCT HQ, which announces nothing, only ever sees OCT's own messages.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Extension: results carry a per-turret sequence number `seq` and the final `ready` status
+/// carries `results_sent`, so the HQ can count lost results.
+pub const EXT_SEQ: &str = "seq";
+
+/// The turret name the HQ stores when a result has none (what oct-turrets 0.2.8 sends).
+pub const NONAME: &str = "Noname";

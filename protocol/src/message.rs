@@ -1,0 +1,556 @@
+//! Turret → HQ messages: status and results, on the HQ's PULL socket.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::light::Light;
+use crate::pyjson;
+
+/// Custom timers of one iteration, name → seconds, in the order the script set them.
+pub type Timers = Vec<(String, f64)>;
+
+/// A turret's state, with OCT's literals on the wire (`ready`, `Running`, `Aborted`, `Killed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TurretState {
+    Ready,
+    Running,
+    Aborted,
+    Killed,
+}
+
+impl TurretState {
+    /// The literal OCT sends for this state.
+    pub fn as_oct(self) -> &'static str {
+        match self {
+            TurretState::Ready => "ready",
+            TurretState::Running => "Running",
+            TurretState::Aborted => "Aborted",
+            TurretState::Killed => "Killed",
+        }
+    }
+
+    /// Reads a status literal, case-insensitively (OCT peers disagree on case).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            TurretState::Ready,
+            TurretState::Running,
+            TurretState::Aborted,
+            TurretState::Killed,
+        ]
+        .into_iter()
+        .find(|state| state.as_oct().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for TurretState {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_oct())
+    }
+}
+
+impl Serialize for TurretState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_oct())
+    }
+}
+
+/// A turret's status message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub turret: String,
+    pub status: TurretState,
+    pub uuid: String,
+    pub rampup: u64,
+    pub script: String,
+    pub cannons: u64,
+    /// Extension: why the turret is `Aborted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Extension ([`crate::EXT_SEQ`]): how many results the turret sent in the last test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_sent: Option<u64>,
+}
+
+/// One transaction's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestResult {
+    /// Seconds since the turret received `start`.
+    pub elapsed: f64,
+    /// Wall clock (Unix seconds) at the end of the iteration.
+    pub epoch: f64,
+    /// Duration of `run()` alone, in seconds.
+    pub scriptrun_time: f64,
+    /// `""` on success, else the error message.
+    pub error: String,
+    #[serde(serialize_with = "timers_as_map")]
+    pub custom_timers: Timers,
+    /// Missing in what oct-turrets 0.2.8 sends; the HQ stores [`crate::NONAME`] then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turret_name: Option<String>,
+    /// Extension ([`crate::EXT_SEQ`]): 1, 2, 3… per turret and test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Extension ([`crate::EXT_SEQ`]): the uuid of the turret that sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turret_uuid: Option<String>,
+}
+
+fn timers_as_map<S: Serializer>(timers: &Timers, s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(timers.len()))?;
+    for (name, secs) in timers {
+        map.serialize_entry(name, secs)?;
+    }
+    map.end()
+}
+
+impl TestResult {
+    /// The timers as compact JSON text, as OCT stores them in `result.custom_timers`.
+    pub fn timers_json(&self) -> String {
+        let mut out = Vec::with_capacity(16 + 32 * self.custom_timers.len());
+        let mut ser = serde_json::Serializer::new(&mut out);
+        // A map of strings to numbers always serializes.
+        let _ = timers_as_map(&self.custom_timers, &mut ser);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Anything a turret pushes to the HQ.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Status(Status),
+    Result(TestResult),
+}
+
+impl Message {
+    /// The frame, with Python's `json.dumps` separators as oct-turrets writes them.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Message::Status(s) => pyjson::to_vec(s),
+            Message::Result(r) => pyjson::to_vec(r),
+        }
+    }
+
+    /// Decodes one frame, classifying it by its keys: `uuid` and `status` make a status,
+    /// `scriptrun_time` makes a result.
+    pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+        let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
+        let value: Light = serde_json::from_str(text).map_err(json_error)?;
+        let Light::Object(fields) = value else {
+            return Err(DecodeError::NotAnObject(value.kind()));
+        };
+        let f = Fields(&fields);
+        let is_status = f.get("uuid").is_some() && f.get("status").is_some();
+        let is_result = f.get("scriptrun_time").is_some();
+        match (is_status, is_result) {
+            (true, true) => Err(DecodeError::Ambiguous),
+            (true, false) => f.status().map(Message::Status),
+            (false, true) => f.result().map(Message::Result),
+            (false, false) => Err(DecodeError::UnknownKind),
+        }
+    }
+}
+
+const STATUS_KEYS: &[&str] = &[
+    "turret",
+    "status",
+    "uuid",
+    "rampup",
+    "script",
+    "cannons",
+    "canons",
+    "message",
+    "results_sent",
+];
+const RESULT_KEYS: &[&str] = &[
+    "elapsed",
+    "epoch",
+    "scriptrun_time",
+    "error",
+    "custom_timers",
+    "turret_name",
+    "seq",
+    "turret_uuid",
+];
+
+struct Fields<'a, 'b>(&'b [(Cow<'a, str>, Light<'a>)]);
+
+impl<'a> Fields<'a, '_> {
+    fn get(&self, name: &str) -> Option<&Light<'a>> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    fn only(&self, allowed: &[&str]) -> Result<(), DecodeError> {
+        match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_ref())) {
+            Some((k, _)) => Err(DecodeError::UnknownField(k.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn num(&self, name: &'static str) -> Result<f64, DecodeError> {
+        match self.get(name) {
+            Some(v) => number(name, v),
+            None => Err(DecodeError::MissingField(name)),
+        }
+    }
+
+    fn int(&self, name: &'static str) -> Result<u64, DecodeError> {
+        let x = self.num(name)?;
+        integer(name, x)
+    }
+
+    fn opt_int(&self, name: &'static str) -> Result<Option<u64>, DecodeError> {
+        match self.get(name) {
+            None | Some(Light::Null) => Ok(None),
+            Some(v) => integer(name, number(name, v)?).map(Some),
+        }
+    }
+
+    fn string(&self, name: &'static str) -> Result<String, DecodeError> {
+        match self.get(name) {
+            Some(Light::Str(s)) => Ok(s.to_string()),
+            Some(other) => Err(DecodeError::wrong_type(name, "a string", other)),
+            None => Err(DecodeError::MissingField(name)),
+        }
+    }
+
+    fn opt_string(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.get(name) {
+            None | Some(Light::Null) => Ok(None),
+            Some(Light::Str(s)) => Ok(Some(s.to_string())),
+            Some(other) => Err(DecodeError::wrong_type(name, "a string", other)),
+        }
+    }
+
+    fn status(&self) -> Result<Status, DecodeError> {
+        self.only(STATUS_KEYS)?;
+        let literal = self.string("status")?;
+        let status =
+            TurretState::parse(&literal).ok_or(DecodeError::UnknownStatus(literal.clone()))?;
+        // oct-turrets 0.2.8 says `cannons`; earlier versions said `canons`.
+        let cannons = match self.get("cannons") {
+            Some(_) => self.int("cannons")?,
+            None => self.int("canons").map_err(|e| match e {
+                DecodeError::MissingField(_) => DecodeError::MissingField("cannons"),
+                e => e,
+            })?,
+        };
+        Ok(Status {
+            turret: self.string("turret")?,
+            status,
+            uuid: self.string("uuid")?,
+            rampup: self.int("rampup")?,
+            script: self.string("script")?,
+            cannons,
+            message: self.opt_string("message")?,
+            results_sent: self.opt_int("results_sent")?,
+        })
+    }
+
+    fn result(&self) -> Result<TestResult, DecodeError> {
+        self.only(RESULT_KEYS)?;
+        let custom_timers = match self.get("custom_timers") {
+            None | Some(Light::Null) => Vec::new(),
+            Some(Light::Object(timers)) => timers
+                .iter()
+                .map(|(name, v)| match number("custom_timers", v) {
+                    Ok(secs) => Ok((name.to_string(), secs)),
+                    Err(_) => Err(DecodeError::WrongType {
+                        field: format!("custom_timers.{name}"),
+                        expected: "a number",
+                        found: v.kind(),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(DecodeError::wrong_type("custom_timers", "an object", other))
+            }
+        };
+        Ok(TestResult {
+            elapsed: self.num("elapsed")?,
+            epoch: self.num("epoch")?,
+            scriptrun_time: self.num("scriptrun_time")?,
+            error: self.opt_string("error")?.unwrap_or_default(),
+            custom_timers,
+            turret_name: self.opt_string("turret_name")?,
+            seq: self.opt_int("seq")?,
+            turret_uuid: self.opt_string("turret_uuid")?,
+        })
+    }
+}
+
+/// Ints, floats and numeric strings are all numbers to OCT's Python HQ; so they are to us.
+fn number(name: &'static str, v: &Light) -> Result<f64, DecodeError> {
+    let x = match v {
+        Light::Num(x) => *x,
+        Light::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| DecodeError::wrong_type(name, "a number", v))?,
+        other => return Err(DecodeError::wrong_type(name, "a number", other)),
+    };
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(DecodeError::wrong_type(name, "a finite number", v))
+    }
+}
+
+fn integer(name: &'static str, x: f64) -> Result<u64, DecodeError> {
+    if x >= 0.0 && x.fract() == 0.0 && x < 9.007_199_254_740_992e15 {
+        Ok(x as u64)
+    } else {
+        Err(DecodeError::WrongType {
+            field: name.to_owned(),
+            expected: "a whole number ≥ 0",
+            found: "a number",
+        })
+    }
+}
+
+pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {
+    DecodeError::Json {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// Why a frame was rejected. [`DecodeError::kind`] is a short stable label for counting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("expected a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("command frame has no channel (no space before the JSON)")]
+    NoChannel,
+    #[error("neither a status (keys uuid and status) nor a result (key scriptrun_time)")]
+    UnknownKind,
+    #[error("has the keys of both a status and a result")]
+    Ambiguous,
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    #[error("field `{field}` should be {expected}, got {found}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("unknown turret status `{0}` (expected ready, Running, Aborted or Killed)")]
+    UnknownStatus(String),
+    #[error("unknown command `{0}`")]
+    UnknownCommand(String),
+    #[error("{0} frames in one message (expected 1)")]
+    Multipart(usize),
+}
+
+impl DecodeError {
+    pub(crate) fn wrong_type(field: &str, expected: &'static str, found: &Light) -> Self {
+        DecodeError::WrongType {
+            field: field.to_owned(),
+            expected,
+            found: found.kind(),
+        }
+    }
+
+    /// A short, stable label of the kind of error, for counting rejected messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::NotUtf8 => "not_utf8",
+            DecodeError::Json { .. } => "invalid_json",
+            DecodeError::NotAnObject(_) => "not_an_object",
+            DecodeError::NoChannel => "no_channel",
+            DecodeError::UnknownKind => "unknown_kind",
+            DecodeError::Ambiguous => "ambiguous",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::UnknownField(_) => "unknown_field",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::UnknownStatus(_) => "unknown_status",
+            DecodeError::UnknownCommand(_) => "unknown_command",
+            DecodeError::Multipart(_) => "multipart",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            turret: "navigation".into(),
+            status: TurretState::Ready,
+            uuid: "5f8fc2ef-faee-4921-b62e-b466f67d705c".into(),
+            rampup: 0,
+            script: "test_scripts/v_user.py".into(),
+            cannons: 2,
+            message: None,
+            results_sent: None,
+        }
+    }
+
+    fn result() -> TestResult {
+        TestResult {
+            elapsed: 0.10273146629333496,
+            epoch: 1795305491.0,
+            scriptrun_time: 0.10091710090637207,
+            error: String::new(),
+            custom_timers: vec![
+                ("login".into(), 0.058175086975097656),
+                ("db query".into(), 0.04268169403076172),
+            ],
+            turret_name: None,
+            seq: None,
+            turret_uuid: None,
+        }
+    }
+
+    fn text(m: &Message) -> String {
+        String::from_utf8(m.encode()).unwrap()
+    }
+
+    #[test]
+    fn encodes_status_exactly_like_oct_turrets() {
+        assert_eq!(
+            text(&Message::Status(status())),
+            r#"{"turret": "navigation", "status": "ready", "uuid": "5f8fc2ef-faee-4921-b62e-b466f67d705c", "rampup": 0, "script": "test_scripts/v_user.py", "cannons": 2}"#
+        );
+    }
+
+    #[test]
+    fn encodes_result_exactly_like_oct_turrets() {
+        assert_eq!(
+            text(&Message::Result(result())),
+            r#"{"elapsed": 0.10273146629333496, "epoch": 1795305491.0, "scriptrun_time": 0.10091710090637207, "error": "", "custom_timers": {"login": 0.058175086975097656, "db query": 0.04268169403076172}}"#
+        );
+    }
+
+    #[test]
+    fn encodes_extensions_only_when_set() {
+        let mut r = result();
+        r.turret_name = Some("nav".into());
+        r.seq = Some(7);
+        r.turret_uuid = Some("u".into());
+        r.custom_timers.clear();
+        assert_eq!(
+            text(&Message::Result(r)),
+            r#"{"elapsed": 0.10273146629333496, "epoch": 1795305491.0, "scriptrun_time": 0.10091710090637207, "error": "", "custom_timers": {}, "turret_name": "nav", "seq": 7, "turret_uuid": "u"}"#
+        );
+        let mut s = status();
+        s.status = TurretState::Aborted;
+        s.message = Some("boom".into());
+        s.results_sent = Some(3);
+        assert_eq!(
+            text(&Message::Status(s)),
+            r#"{"turret": "navigation", "status": "Aborted", "uuid": "5f8fc2ef-faee-4921-b62e-b466f67d705c", "rampup": 0, "script": "test_scripts/v_user.py", "cannons": 2, "message": "boom", "results_sent": 3}"#
+        );
+    }
+
+    #[test]
+    fn timers_are_stored_as_compact_json() {
+        assert_eq!(
+            result().timers_json(),
+            r#"{"login":0.058175086975097656,"db query":0.04268169403076172}"#
+        );
+    }
+
+    #[test]
+    fn decodes_lenient_numbers_whitespace_and_missing_turret_name() {
+        let m = Message::decode(
+            b"{ \"elapsed\" : 1 ,\n\"epoch\":\"1795305491.5\",\"scriptrun_time\":\" 0.25 \",\
+              \"error\":\"\",\"custom_timers\":{\"a\":2,\"b\":\"0.5\"}}",
+        )
+        .unwrap();
+        let Message::Result(r) = m else {
+            panic!("not a result")
+        };
+        assert_eq!(r.elapsed, 1.0);
+        assert_eq!(r.epoch, 1795305491.5);
+        assert_eq!(r.scriptrun_time, 0.25);
+        assert_eq!(r.custom_timers, vec![("a".into(), 2.0), ("b".into(), 0.5)]);
+        assert_eq!(r.turret_name, None);
+    }
+
+    #[test]
+    fn a_result_whose_text_contains_status_is_still_a_result() {
+        let m = Message::decode(
+            br#"{"elapsed":1,"epoch":2,"scriptrun_time":3,"error":"status 500 from /status","custom_timers":{"status":1}}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, Message::Result(r) if r.error == "status 500 from /status"));
+    }
+
+    #[test]
+    fn status_case_and_old_canons_key_are_accepted() {
+        let m = Message::decode(
+            br#"{"turret":"t","status":"RUNNING","uuid":"u","rampup":"3","script":"s.py","canons":4}"#,
+        )
+        .unwrap();
+        let Message::Status(s) = m else {
+            panic!("not a status")
+        };
+        assert_eq!(s.status, TurretState::Running);
+        assert_eq!((s.rampup, s.cannons), (3, 4));
+    }
+
+    #[test]
+    fn rejects_with_the_reason() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"\xff\xfe", "not UTF-8"),
+            (b"{\"elapsed\":", "invalid JSON at line 1 column 11: EOF while parsing a value"),
+            (b"[1,2]", "expected a JSON object, got an array"),
+            (b"{\"a\":1}", "neither a status (keys uuid and status) nor a result (key scriptrun_time)"),
+            (b"{\"scriptrun_time\":1,\"epoch\":2}", "missing field `elapsed`"),
+            (
+                b"{\"scriptrun_time\":1,\"epoch\":2,\"elapsed\":3,\"extra\":1}",
+                "unknown field `extra`",
+            ),
+            (
+                b"{\"scriptrun_time\":\"ten\",\"epoch\":2,\"elapsed\":3}",
+                "field `scriptrun_time` should be a number, got a string",
+            ),
+            (
+                b"{\"scriptrun_time\":1,\"epoch\":2,\"elapsed\":3,\"custom_timers\":{\"x\":[]}}",
+                "field `custom_timers.x` should be a number, got an array",
+            ),
+            (
+                b"{\"scriptrun_time\":1,\"epoch\":2,\"elapsed\":3,\"error\":5}",
+                "field `error` should be a string, got a number",
+            ),
+            (
+                br#"{"turret":"t","status":"dancing","uuid":"u","rampup":0,"script":"s","cannons":1}"#,
+                "unknown turret status `dancing` (expected ready, Running, Aborted or Killed)",
+            ),
+            (
+                br#"{"turret":"t","status":"ready","uuid":"u","rampup":-1,"script":"s","cannons":1}"#,
+                "field `rampup` should be a whole number ≥ 0, got a number",
+            ),
+            (
+                br#"{"status":"ready","uuid":"u","scriptrun_time":1}"#,
+                "has the keys of both a status and a result",
+            ),
+        ];
+        for (frame, want) in cases {
+            let got = Message::decode(frame).unwrap_err().to_string();
+            assert_eq!(&got, want, "{}", String::from_utf8_lossy(frame));
+        }
+    }
+}

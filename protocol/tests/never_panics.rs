@@ -1,0 +1,32 @@
+//! Random bytes and mangled frames never panic the decoders.
+
+use proptest::prelude::*;
+use protocol::{Command, Message};
+
+const VALID: &str = r#"{"elapsed": 0.1, "epoch": 1795305491.0, "scriptrun_time": 0.1, "error": "", "custom_timers": {"login": 0.05}}"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Message::decode(&bytes);
+        let _ = Command::decode(&bytes);
+    }
+
+    #[test]
+    fn mangled_valid_result(pos in 0usize..VALID.len(), byte in any::<u8>(), cut in 0usize..VALID.len()) {
+        let mut b = VALID.as_bytes().to_vec();
+        b[pos] = byte;
+        let _ = Message::decode(&b);
+        let _ = Message::decode(&VALID.as_bytes()[..cut]);
+        let mut c = b" ".to_vec();
+        c.extend_from_slice(&b);
+        let _ = Command::decode(&c);
+    }
+
+    #[test]
+    fn json_shaped_garbage(s in r#"\{("[a-z_]{1,14}": ?(-?[0-9.e]{1,8}|"[^"]{0,6}"|null|true|\[\]|\{\}),? ?){0,8}\}"#) {
+        let _ = Message::decode(s.as_bytes());
+    }
+}
