@@ -1,1 +1,48 @@
-//! placeholder
+//! The HQ: reads a project's config, binds the OCT sockets, drives turrets through a test, stores
+//! every result in an OCT-compatible results.sqlite and summarises the run.
+//!
+//! # Layout
+//!
+//! `config` owns config.json (DESIGN §5): OCT's required keys and defaults, turret entries, and
+//! errors that name the file and key. It does no I/O beyond reading the config files.
+//!
+//! `transport` owns the three ZeroMQ sockets (command PUB, result PULL, external PUB). It knows
+//! frames, not messages: decoding belongs to the `protocol` crate.
+//!
+//! `run` owns the lifecycle: wait, start, receive, stop, drain, finish. It is the only module
+//! that sees both sockets and the store, and it never blocks on disk: results go to the store's
+//! writer thread in batches.
+//!
+//! `store` owns results.sqlite: OCT's two tables byte-identical, our extra tables, and the writer
+//! thread that commits one transaction per burst.
+//!
+//! `summary` owns the numbers a run ends with; `console` owns what the operator sees while it
+//! runs; `local` owns the child turret processes of `oct run --local`.
+
+pub mod config;
+mod console;
+pub mod local;
+pub mod run;
+pub mod store;
+pub mod summary;
+pub mod transport;
+
+pub use config::{Config, ConfigError, TurretEntry};
+pub use run::{run, RunError, RunOptions, Shutdown};
+pub use summary::Summary;
+
+/// `PROJECT/results/results_<%Y.%m.%d_%H.%M.%S>_<microseconds>`, OCT's naming, in local time.
+pub fn default_results_dir(project: &std::path::Path) -> std::path::PathBuf {
+    let now = chrono::Local::now();
+    let name = format!(
+        "results_{}_{}",
+        now.format("%Y.%m.%d_%H.%M.%S"),
+        now.timestamp_subsec_micros()
+    );
+    project.join("results").join(name)
+}
+
+/// A random 32-hex topic for the external publisher, as OCT prints it.
+pub fn random_topic() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,485 @@
+//! `config.json`, OCT compatible (DESIGN §5): required keys, OCT's defaults, turret entries given
+//! inline or as paths to JSON files. Every error names the file and the key at fault.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// A checked project configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub run_time: Duration,
+    pub results_ts_interval_secs: u64,
+    pub testing: bool,
+    pub progress_bar: bool,
+    pub turrets: Vec<TurretEntry>,
+    pub min_turrets: usize,
+    pub publish_port: u16,
+    pub rc_port: u16,
+    pub external_publisher: u16,
+    pub hq_address: String,
+    pub turrets_requirements: Vec<String>,
+    pub extra_turret_config: Map<String, Value>,
+    /// Ours: how long to wait after `stop` for turrets to report `ready` (default 10 s).
+    pub drain_timeout: Duration,
+    /// The whole document, unknown keys included, as it was read.
+    pub raw: Map<String, Value>,
+}
+
+/// One turret of the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurretEntry {
+    pub name: String,
+    pub cannons: u64,
+    pub rampup: u64,
+    pub script: String,
+    pub extra_files: Vec<String>,
+    /// The entry as written (or as read from its own file), unknown keys included.
+    pub raw: Map<String, Value>,
+}
+
+impl TurretEntry {
+    /// The config a packed or local turret gets: the entry, then the HQ's address and ports,
+    /// then `extra_turret_config` (DESIGN §5).
+    pub fn turret_config(&self, config: &Config, publish_port: u16, rc_port: u16) -> Value {
+        let mut out = self.raw.clone();
+        out.remove("extra_files");
+        out.insert("hq_address".into(), config.hq_address.clone().into());
+        out.insert("hq_publisher".into(), publish_port.into());
+        out.insert("hq_rc".into(), rc_port.into());
+        for (k, v) in &config.extra_turret_config {
+            out.insert(k.clone(), v.clone());
+        }
+        Value::Object(out)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON at line {line} column {column}: {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: missing required key `{key}`")]
+    Missing { path: PathBuf, key: String },
+    #[error("{path}: `{key}` must be {expected}, got {found}")]
+    WrongType {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{path}: `{key}` {why}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        why: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let doc = read_json(path)?;
+        Config::from_value(path, doc)
+    }
+
+    /// Checks an already parsed document; `path` names it in errors and anchors relative turret
+    /// entry paths.
+    pub fn from_value(path: &Path, doc: Value) -> Result<Config, ConfigError> {
+        let c = Checker { path };
+        let Value::Object(raw) = doc else {
+            return Err(c.wrong("(top level)", "an object", &doc));
+        };
+        let run_time = c.positive_secs(&raw, "run_time")?;
+        let interval = c.required(&raw, "results_ts_interval")?;
+        let results_ts_interval_secs = c.int_min(interval, "results_ts_interval", 1)?;
+        let testing = c.bool(c.required(&raw, "testing")?, "testing")?;
+        let progress_bar = c.bool(c.required(&raw, "progress_bar")?, "progress_bar")?;
+        let turrets_value = c.required(&raw, "turrets")?;
+        let Value::Array(entries) = turrets_value else {
+            return Err(c.wrong("turrets", "an array", turrets_value));
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut turrets: Vec<TurretEntry> = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let key = format!("turrets[{i}]");
+            let turret = match entry {
+                Value::String(file) => {
+                    let file_path = base.join(file);
+                    let doc = read_json(&file_path)?;
+                    Checker { path: &file_path }.turret(&doc, "(top level)")?
+                }
+                other => c.turret(other, &key)?,
+            };
+            if turrets.iter().any(|t| t.name == turret.name) {
+                return Err(c.invalid(
+                    &format!("{key}.name"),
+                    format!(
+                        "`{}` names two turrets; turret names must be unique",
+                        turret.name
+                    ),
+                ));
+            }
+            turrets.push(turret);
+        }
+        let min_turrets = match raw.get("min_turrets") {
+            Some(v) => c.int_min(v, "min_turrets", 1)? as usize,
+            None => 1,
+        };
+        let extra_turret_config = match raw.get("extra_turret_config") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(c.wrong("extra_turret_config", "an object", other)),
+        };
+        let turrets_requirements = match raw.get("turrets_requirements") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(c.wrong(&format!("turrets_requirements[{i}]"), "a string", other)),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(c.wrong("turrets_requirements", "an array", other)),
+        };
+        let hq_address = match raw.get("hq_address") {
+            None => "127.0.0.1".to_owned(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(other) => return Err(c.wrong("hq_address", "a host name or address", other)),
+        };
+        let drain_timeout = match raw.get("drain_timeout") {
+            None => Duration::from_secs(10),
+            Some(_) => c.positive_secs(&raw, "drain_timeout")?,
+        };
+        let config = Config {
+            path: path.to_owned(),
+            run_time,
+            results_ts_interval_secs,
+            testing,
+            progress_bar,
+            turrets,
+            min_turrets,
+            publish_port: c.port(&raw, "publish_port", 5000)?,
+            rc_port: c.port(&raw, "rc_port", 5001)?,
+            external_publisher: c.port(&raw, "external_publisher", 5002)?,
+            hq_address,
+            turrets_requirements,
+            extra_turret_config,
+            drain_timeout,
+            raw,
+        };
+        let ports = [
+            ("publish_port", config.publish_port),
+            ("rc_port", config.rc_port),
+            ("external_publisher", config.external_publisher),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            for (b, pb) in &ports[i + 1..] {
+                if pa == pb && *pa != 0 {
+                    return Err(c.invalid(b, format!("is {pb}, the same port as `{a}`")));
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: {
+            let s = e.to_string();
+            s.rfind(" at line ")
+                .map_or(s.clone(), |i| s[..i].to_owned())
+        },
+    })
+}
+
+struct Checker<'p> {
+    path: &'p Path,
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+impl Checker<'_> {
+    fn wrong(&self, key: &str, expected: &'static str, found: &Value) -> ConfigError {
+        ConfigError::WrongType {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            expected,
+            found: describe(found),
+        }
+    }
+
+    fn invalid(&self, key: &str, why: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            why,
+        }
+    }
+
+    fn required<'v>(
+        &self,
+        obj: &'v Map<String, Value>,
+        key: &str,
+    ) -> Result<&'v Value, ConfigError> {
+        obj.get(key).ok_or_else(|| ConfigError::Missing {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    fn bool(&self, v: &Value, key: &str) -> Result<bool, ConfigError> {
+        v.as_bool()
+            .ok_or_else(|| self.wrong(key, "true or false", v))
+    }
+
+    fn int_min(&self, v: &Value, key: &str, min: u64) -> Result<u64, ConfigError> {
+        let n = v
+            .as_u64()
+            .ok_or_else(|| self.wrong(key, "a whole number", v))?;
+        if n < min {
+            return Err(self.invalid(key, format!("must be at least {min}, got {n}")));
+        }
+        Ok(n)
+    }
+
+    fn positive_secs(&self, obj: &Map<String, Value>, key: &str) -> Result<Duration, ConfigError> {
+        let v = self.required(obj, key)?;
+        let secs = v
+            .as_f64()
+            .ok_or_else(|| self.wrong(key, "a number of seconds", v))?;
+        if !(secs > 0.0 && secs.is_finite() && secs < 1e9) {
+            return Err(self.invalid(
+                key,
+                format!("must be a positive number of seconds, got {secs}"),
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn port(&self, obj: &Map<String, Value>, key: &str, default: u16) -> Result<u16, ConfigError> {
+        match obj.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                let n = v
+                    .as_u64()
+                    .ok_or_else(|| self.wrong(key, "a port number", v))?;
+                u16::try_from(n).map_err(|_| {
+                    self.invalid(key, format!("must be a port from 0 to 65535, got {n}"))
+                })
+            }
+        }
+    }
+
+    fn turret(&self, v: &Value, key: &str) -> Result<TurretEntry, ConfigError> {
+        let Value::Object(obj) = v else {
+            return Err(self.wrong(key, "an object or the path of a JSON file", v));
+        };
+        let sub = |k: &str| {
+            if key == "(top level)" {
+                k.to_owned()
+            } else {
+                format!("{key}.{k}")
+            }
+        };
+        let string = |k: &str| -> Result<String, ConfigError> {
+            match self.required(obj, k).map_err(|_| ConfigError::Missing {
+                path: self.path.to_owned(),
+                key: sub(k),
+            })? {
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(self.wrong(&sub(k), "a non-empty string", other)),
+            }
+        };
+        let name = string("name")?;
+        let script = string("script")?;
+        let cannons = match obj.get("cannons") {
+            Some(v) => self.int_min(v, &sub("cannons"), 1)?,
+            None => {
+                return Err(ConfigError::Missing {
+                    path: self.path.to_owned(),
+                    key: sub("cannons"),
+                })
+            }
+        };
+        let rampup = match obj.get("rampup") {
+            Some(v) => self.int_min(v, &sub("rampup"), 0)?,
+            None => 0,
+        };
+        let extra_files = match obj.get("extra_files") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match f {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.wrong(&sub(&format!("extra_files[{i}]")), "a path", other)),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(self.wrong(&sub("extra_files"), "an array of paths", other)),
+        };
+        Ok(TurretEntry {
+            name,
+            cannons,
+            rampup,
+            script,
+            extra_files,
+            raw: obj.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "run_time": 10, "results_ts_interval": 2, "testing": false, "progress_bar": true,
+            "turrets": [{"name": "navigation", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"}]
+        })
+    }
+
+    fn load(v: Value) -> Result<Config, String> {
+        Config::from_value(Path::new("p/config.json"), v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn applies_oct_defaults() {
+        let c = load(base()).unwrap();
+        assert_eq!(c.run_time, Duration::from_secs(10));
+        assert_eq!(
+            (c.publish_port, c.rc_port, c.external_publisher),
+            (5000, 5001, 5002)
+        );
+        assert_eq!((c.min_turrets, c.hq_address.as_str()), (1, "127.0.0.1"));
+        assert_eq!(c.turrets[0].cannons, 2);
+    }
+
+    #[test]
+    fn reads_the_real_oct_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/oct/real-oct-config.json");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.min_turrets, 2);
+        assert_eq!(c.turrets.len(), 3);
+        assert_eq!(c.turrets[2].extra_files, ["templates"]);
+        let packed = c.turrets[0].turret_config(&c, c.publish_port, c.rc_port);
+        assert_eq!(
+            packed.to_string(),
+            r#"{"cannons":2,"hq_address":"127.0.0.1","hq_publisher":5000,"hq_rc":5011,"name":"navigation","rampup":0,"script":"test_scripts/v_user.py"}"#
+        );
+    }
+
+    #[test]
+    fn names_the_file_and_key_at_fault() {
+        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("run_time");
+                }),
+                "p/config.json: missing required key `run_time`",
+            ),
+            (
+                Box::new(|v| v["run_time"] = json!("ten")),
+                "p/config.json: `run_time` must be a number of seconds, got \"ten\"",
+            ),
+            (
+                Box::new(|v| v["run_time"] = json!(-1)),
+                "p/config.json: `run_time` must be a positive number of seconds, got -1",
+            ),
+            (
+                Box::new(|v| v["publish_port"] = json!(70000)),
+                "p/config.json: `publish_port` must be a port from 0 to 65535, got 70000",
+            ),
+            (
+                Box::new(|v| v["rc_port"] = json!(5000)),
+                "p/config.json: `rc_port` is 5000, the same port as `publish_port`",
+            ),
+            (
+                Box::new(|v| v["turrets"][0].as_object_mut().unwrap().remove("script").map(drop).unwrap()),
+                "p/config.json: missing required key `turrets[0].script`",
+            ),
+            (
+                Box::new(|v| v["turrets"][0]["cannons"] = json!(0)),
+                "p/config.json: `turrets[0].cannons` must be at least 1, got 0",
+            ),
+            (
+                Box::new(|v| {
+                    let t = v["turrets"][0].clone();
+                    v["turrets"].as_array_mut().unwrap().push(t);
+                }),
+                "p/config.json: `turrets[1].name` `navigation` names two turrets; turret names must be unique",
+            ),
+            (
+                Box::new(|v| v["testing"] = json!("no")),
+                "p/config.json: `testing` must be true or false, got \"no\"",
+            ),
+        ];
+        for (mutate, want) in cases {
+            let mut v = base();
+            mutate(&mut v);
+            assert_eq!(load(v).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn invalid_json_gives_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, "{\n  \"run_time\": 10,\n  oops\n}").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with("invalid JSON at line 3 column 3: key must be a string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_string_turret_entry_is_a_json_file_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.json"),
+            r#"{"name": "far", "cannons": 3, "rampup": 1, "script": "s.lua"}"#,
+        )
+        .unwrap();
+        let mut v = base();
+        v["turrets"] = json!(["t.json"]);
+        let c = Config::from_value(&dir.path().join("config.json"), v).unwrap();
+        assert_eq!(
+            (c.turrets[0].name.as_str(), c.turrets[0].cannons),
+            ("far", 3)
+        );
+    }
+}

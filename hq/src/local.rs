@@ -1,0 +1,93 @@
+//! `oct run --local`: each turret of the config as a child process of this machine, with its
+//! packed config written to `RESULTS_DIR/turrets/NAME.json` and its output in `NAME.log`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::transport::Ports;
+
+/// The children; dropping this kills and reaps every one of them.
+pub struct LocalTurrets {
+    children: Vec<(String, Child)>,
+}
+
+impl LocalTurrets {
+    /// Starts `program turret --config-file …` once per turret entry.
+    pub fn spawn(
+        program: &Path,
+        config: &Config,
+        ports: Ports,
+        dir: &Path,
+    ) -> Result<Self, String> {
+        let turrets_dir = dir.join("turrets");
+        std::fs::create_dir_all(&turrets_dir)
+            .map_err(|e| format!("{}: {e}", turrets_dir.display()))?;
+        let project = config.path.parent().unwrap_or(Path::new("."));
+        let project = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_owned());
+        let mut local = LocalTurrets {
+            children: Vec::new(),
+        };
+        for entry in &config.turrets {
+            let mut turret = entry.turret_config(config, ports.publish, ports.rc);
+            // The turret resolves `script` against its config file's folder; ours lives in the
+            // results dir, so hand it the project's path.
+            let script = project.join(&entry.script);
+            turret["script"] = Value::String(script.display().to_string());
+            turret["hq_address"] = Value::String("127.0.0.1".into());
+            let safe: String = entry
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let config_path = turrets_dir.join(format!("{safe}.json"));
+            let log_path = turrets_dir.join(format!("{safe}.log"));
+            let text = serde_json::to_string_pretty(&turret).unwrap_or_default();
+            std::fs::write(&config_path, text)
+                .map_err(|e| format!("{}: {e}", config_path.display()))?;
+            let log = std::fs::File::create(&log_path)
+                .map_err(|e| format!("{}: {e}", log_path.display()))?;
+            let log2 = log
+                .try_clone()
+                .map_err(|e| format!("{}: {e}", log_path.display()))?;
+            let child = Command::new(program)
+                .arg("turret")
+                .arg("--config-file")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2)
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "starting local turret {}: {}: {e}",
+                        entry.name,
+                        program.display()
+                    )
+                })?;
+            local.children.push((entry.name.clone(), child));
+        }
+        Ok(local)
+    }
+
+    pub fn log_dir(dir: &Path) -> PathBuf {
+        dir.join("turrets")
+    }
+}
+
+impl Drop for LocalTurrets {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

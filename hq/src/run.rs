@@ -1,0 +1,507 @@
+//! The run lifecycle (DESIGN §3): wait for turrets, start them, receive for `run_time`, stop,
+//! drain until every started turret is `ready` again, store and summarise.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::{Announce, Command, DecodeError, Message, Status, TestResult, TurretState};
+
+use crate::config::Config;
+use crate::console::Console;
+use crate::local::LocalTurrets;
+use crate::store::{self, Op, ResultRow, StoreError, TurretRow, Writer};
+use crate::summary::{Rejected, Summary, TurretSummary};
+use crate::transport::{Sockets, TransportError};
+
+/// Ctrl-C presses, counted: one asks for a graceful stop, two for an immediate exit.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<AtomicUsize>);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Called from the signal handler.
+    pub fn request(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn presses(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A checked `oct run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Config,
+    /// Where results.sqlite and the config copy go.
+    pub results_dir: PathBuf,
+    /// The topic of the external publisher.
+    pub publisher_channel: String,
+    /// Start each turret of the config as a child process of this program (`oct turret`).
+    pub local_turrets: Option<PathBuf>,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<zmq::Error> for RunError {
+    fn from(e: zmq::Error) -> Self {
+        RunError::Transport(TransportError::Zmq(e))
+    }
+}
+
+/// How often the HQ asks for status while it waits; OCT asks in a tight loop.
+const STATUS_REQUEST_EVERY: Duration = Duration::from_millis(500);
+/// Longest the receive loop blocks, so lifecycle deadlines are met promptly.
+const POLL_MS: i64 = 50;
+/// How often the progress line is refreshed while results flow.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Results handed to the writer at once at most.
+const BATCH_ROWS: usize = 4096;
+/// Samples of rejected messages kept per kind.
+const SAMPLES_PER_KIND: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Running,
+    Draining,
+}
+
+struct Turret {
+    status: Status,
+    started: bool,
+    /// Set when the turret reports ready/aborted/killed after `stop`.
+    stopped: bool,
+    received: u64,
+}
+
+struct Hq<'a> {
+    opts: &'a RunOptions,
+    sockets: Sockets,
+    writer: Writer,
+    console: Console,
+    phase: Phase,
+    turrets: Vec<Turret>,
+    batch: Vec<ResultRow>,
+    summary: Summary,
+    timer_counts: HashMap<String, u64>,
+    rejected: HashMap<&'static str, Rejected>,
+    run_started: Option<Instant>,
+    next_status_request: Instant,
+    topic: Vec<u8>,
+}
+
+/// Runs one test to the end and returns its summary.
+pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
+    let dir = &opts.results_dir;
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let config_copy = dir.join("config.json");
+    std::fs::copy(&opts.config.path, &config_copy).map_err(|source| RunError::Io {
+        path: config_copy.clone(),
+        source,
+    })?;
+    let c = &opts.config;
+    let sockets = Sockets::bind(c.publish_port, c.rc_port, c.external_publisher)?;
+    let db_path = dir.join("results.sqlite");
+    let writer = Writer::spawn(store::create(&db_path)?);
+    let console = Console::new(c.progress_bar);
+    let ports = sockets.ports;
+    console.info(&format!(
+        "listening: publish port {}, rc port {}, external port {} (topic {})",
+        ports.publish, ports.rc, ports.external, opts.publisher_channel
+    ));
+    let _local = match &opts.local_turrets {
+        Some(program) => {
+            Some(LocalTurrets::spawn(program, c, ports, dir).map_err(RunError::Local)?)
+        }
+        None => None,
+    };
+    let mut hq = Hq {
+        opts,
+        sockets,
+        writer,
+        console,
+        phase: Phase::Waiting,
+        turrets: Vec::new(),
+        batch: Vec::with_capacity(BATCH_ROWS),
+        summary: Summary::new(db_path, c.run_time),
+        timer_counts: HashMap::new(),
+        rejected: HashMap::new(),
+        run_started: None,
+        next_status_request: Instant::now(),
+        topic: opts.publisher_channel.as_bytes().to_vec(),
+    };
+    hq.writer.send(Op::Meta(
+        "publisher_channel".into(),
+        opts.publisher_channel.clone(),
+    ))?;
+    let result = hq.lifecycle();
+    hq.finish(result)
+}
+
+impl Hq<'_> {
+    fn lifecycle(&mut self) -> Result<(), RunError> {
+        let c = &self.opts.config;
+        self.console
+            .info(&format!("waiting for {} turret(s)", c.min_turrets));
+        let mut last_known = usize::MAX;
+        while self.ready_turrets() < c.min_turrets {
+            if self.opts.shutdown.presses() > 0 {
+                self.console.info("interrupted before the test started");
+                return Ok(());
+            }
+            let known = self.ready_turrets();
+            if known != last_known {
+                self.console.waiting(known, c.min_turrets);
+                last_known = known;
+            }
+            self.tick_status_requests()?;
+            self.receive(self.next_status_request)?;
+        }
+        self.start()?;
+        let deadline = self.run_started.unwrap_or_else(Instant::now) + c.run_time;
+        while Instant::now() < deadline && self.opts.shutdown.presses() == 0 {
+            self.receive(deadline.min(Instant::now() + PROGRESS_EVERY))?;
+            self.progress();
+        }
+        if self.opts.shutdown.presses() >= 2 {
+            return Ok(());
+        }
+        self.stop()?;
+        let drain_deadline = Instant::now() + c.drain_timeout;
+        while !self.all_stopped() && Instant::now() < drain_deadline {
+            if self.opts.shutdown.presses() >= 2 {
+                return Ok(());
+            }
+            self.tick_status_requests()?;
+            self.receive(self.next_status_request.min(drain_deadline))?;
+        }
+        if !self.all_stopped() {
+            let late: Vec<&str> = self
+                .turrets
+                .iter()
+                .filter(|t| t.started && !t.stopped)
+                .map(|t| t.status.turret.as_str())
+                .collect();
+            self.console.warn(&format!(
+                "drain timeout ({:?}): no `ready` after stop from {}",
+                c.drain_timeout,
+                late.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn ready_turrets(&self) -> usize {
+        self.turrets
+            .iter()
+            .filter(|t| matches!(t.status.status, TurretState::Ready | TurretState::Running))
+            .count()
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.turrets.iter().all(|t| !t.started || t.stopped)
+    }
+
+    fn tick_status_requests(&mut self) -> Result<(), RunError> {
+        let now = Instant::now();
+        if now >= self.next_status_request {
+            self.sockets
+                .broadcast(&Command::StatusRequest(Some(Announce::ours())))?;
+            self.next_status_request = now + STATUS_REQUEST_EVERY;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), RunError> {
+        self.send_start()?;
+        let now = Instant::now();
+        self.run_started = Some(now);
+        self.summary.started(chrono::Local::now());
+        for t in &mut self.turrets {
+            t.started = true;
+        }
+        self.phase = Phase::Running;
+        self.console.info(&format!(
+            "started {} turret(s) for {:?}",
+            self.turrets.len(),
+            self.opts.config.run_time
+        ));
+        Ok(())
+    }
+
+    fn send_start(&self) -> Result<(), RunError> {
+        let context = self
+            .opts
+            .config
+            .raw
+            .get("transaction_context")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        self.sockets
+            .broadcast(&Command::SetTransactionContext(context))?;
+        self.sockets.broadcast(&Command::Start)?;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), RunError> {
+        self.sockets.broadcast(&Command::Stop)?;
+        self.summary.finished(chrono::Local::now());
+        self.phase = Phase::Draining;
+        self.console.end_progress();
+        self.console
+            .info("stop sent; waiting for turrets to finish their last transactions");
+        Ok(())
+    }
+
+    fn progress(&mut self) {
+        let elapsed = self.run_started.map(|s| s.elapsed()).unwrap_or_default();
+        self.console.progress(
+            elapsed,
+            self.opts.config.run_time,
+            self.turrets.iter().filter(|t| t.started).count(),
+            self.summary.transactions,
+            self.summary.errors,
+        );
+    }
+
+    /// Receives everything available until `until` (or one poll interval), handing results to
+    /// the writer in batches.
+    fn receive(&mut self, until: Instant) -> Result<(), RunError> {
+        let mut frame = zmq::Message::new();
+        loop {
+            match self.sockets.results.recv(&mut frame, zmq::DONTWAIT) {
+                Ok(()) => {
+                    if self.sockets.results.get_rcvmore()? {
+                        let mut parts = 1;
+                        let mut rest = zmq::Message::new();
+                        while self.sockets.results.get_rcvmore()? {
+                            self.sockets.results.recv(&mut rest, 0)?;
+                            parts += 1;
+                        }
+                        self.reject(&frame, DecodeError::Multipart(parts));
+                    } else {
+                        self.on_frame(&frame)?;
+                    }
+                    if self.batch.len() >= BATCH_ROWS {
+                        self.flush()?;
+                    }
+                    continue;
+                }
+                Err(zmq::Error::EAGAIN) => {}
+                Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(TransportError::from(e).into()),
+            }
+            // Nothing queued: hand the batch over, then sleep in poll until more arrives.
+            self.flush()?;
+            let now = Instant::now();
+            if now >= until || self.opts.shutdown.presses() >= 2 {
+                return Ok(());
+            }
+            let wait = (until - now).as_millis().min(POLL_MS as u128) as i64;
+            match self.sockets.results.poll(zmq::POLLIN, wait.max(1)) {
+                Ok(0) => {
+                    if Instant::now() >= until {
+                        return Ok(());
+                    }
+                    if self.phase == Phase::Running {
+                        return Ok(());
+                    }
+                }
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(TransportError::from(e).into()),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+            self.writer.send(Op::Results(batch))?;
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
+        match Message::decode(frame) {
+            Ok(Message::Result(r)) => {
+                self.on_result(r);
+                self.sockets.republish(&self.topic, frame);
+            }
+            Ok(Message::Status(s)) => self.on_status(s)?,
+            Err(e) => self.reject(frame, e),
+        }
+        Ok(())
+    }
+
+    fn on_result(&mut self, r: TestResult) {
+        self.summary.transactions += 1;
+        if !r.error.is_empty() {
+            self.summary.errors += 1;
+        }
+        for (name, _) in &r.custom_timers {
+            match self.timer_counts.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    self.timer_counts.insert(name.clone(), 1);
+                }
+            }
+        }
+        if let Some(uuid) = &r.turret_uuid {
+            if let Some(t) = self.turrets.iter_mut().find(|t| &t.status.uuid == uuid) {
+                t.received += 1;
+            }
+        }
+        let custom_timers = r.timers_json();
+        self.batch.push(ResultRow {
+            error: r.error,
+            scriptrun_time: r.scriptrun_time,
+            elapsed: r.elapsed,
+            epoch: r.epoch,
+            custom_timers,
+            turret_name: r.turret_name.unwrap_or_else(|| protocol::NONAME.to_owned()),
+        });
+    }
+
+    fn on_status(&mut self, s: Status) -> Result<(), RunError> {
+        let row = TurretRow {
+            name: s.turret.clone(),
+            uuid: s.uuid.clone(),
+            cannons: s.cannons,
+            script: s.script.clone(),
+            rampup: s.rampup,
+            status: s.status.as_oct().to_owned(),
+            updated_at: store::now_timestamp(),
+        };
+        let phase = self.phase;
+        let idx = match self.turrets.iter().position(|t| t.status.uuid == s.uuid) {
+            Some(i) => i,
+            None => {
+                self.console.info(&format!(
+                    "turret {} ({}, {} canon(s), {}) is {}",
+                    s.turret, s.uuid, s.cannons, s.script, s.status
+                ));
+                self.turrets.push(Turret {
+                    status: s.clone(),
+                    started: false,
+                    stopped: false,
+                    received: 0,
+                });
+                let i = self.turrets.len() - 1;
+                if phase == Phase::Running && s.status == TurretState::Ready {
+                    // A late joiner: OCT never starts it. Turrets already running ignore a
+                    // repeated start, so a broadcast is safe for OCT turrets too.
+                    self.console
+                        .info(&format!("turret {} joined late: starting it", s.turret));
+                    self.send_start()?;
+                    self.turrets[i].started = true;
+                }
+                i
+            }
+        };
+        let t = &mut self.turrets[idx];
+        let changed = t.status.status != s.status;
+        if changed && matches!(s.status, TurretState::Aborted | TurretState::Killed) {
+            let why = s.message.as_deref().unwrap_or("no reason given");
+            self.console
+                .warn(&format!("turret {} is {}: {why}", s.turret, s.status));
+        }
+        if phase == Phase::Draining && t.started && s.status != TurretState::Running {
+            t.stopped = true;
+        }
+        if s.results_sent.is_some() || t.status.results_sent.is_none() {
+            t.status = s;
+        } else {
+            let sent = t.status.results_sent;
+            t.status = s;
+            t.status.results_sent = sent;
+        }
+        self.writer.send(Op::Turret(row))?;
+        Ok(())
+    }
+
+    fn reject(&mut self, frame: &[u8], error: DecodeError) {
+        let kind = error.kind();
+        let entry = self.rejected.entry(kind).or_insert_with(|| Rejected {
+            kind: kind.to_owned(),
+            count: 0,
+            first_error: error.to_string(),
+            samples: Vec::new(),
+        });
+        entry.count += 1;
+        if entry.samples.len() < SAMPLES_PER_KIND {
+            let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]).into_owned();
+            entry.samples.push(text);
+        }
+        if entry.count == 1 {
+            self.console.warn(&format!(
+                "rejected a message ({error}); further `{kind}` messages are only counted"
+            ));
+        }
+    }
+
+    fn finish(mut self, outcome: Result<(), RunError>) -> Result<Summary, RunError> {
+        self.flush()?;
+        self.console.end_progress();
+        if self.summary.finish.is_none() && self.summary.start.is_some() {
+            self.summary.finished(chrono::Local::now());
+        }
+        let mut rejected: Vec<Rejected> = self.rejected.drain().map(|(_, r)| r).collect();
+        rejected.sort_by(|a, b| a.kind.cmp(&b.kind));
+        for r in &rejected {
+            self.writer.send(Op::Rejected {
+                kind: r.kind.clone(),
+                count: r.count,
+                first_error: r.first_error.clone(),
+                samples: r.samples.clone(),
+            })?;
+        }
+        self.summary.rejected = rejected;
+        let mut timers: Vec<(String, u64)> = self.timer_counts.drain().collect();
+        timers.sort();
+        self.summary.timers = timers;
+        for t in &self.turrets {
+            self.writer.send(Op::TurretCount {
+                uuid: t.status.uuid.clone(),
+                name: t.status.turret.clone(),
+                received: t.received,
+                sent: t.status.results_sent,
+            })?;
+            self.summary.turrets.push(TurretSummary {
+                name: t.status.turret.clone(),
+                uuid: t.status.uuid.clone(),
+                status: t.status.status.as_oct().to_owned(),
+                received: t.received,
+                sent: t.status.results_sent,
+            });
+        }
+        for (k, v) in self.summary.meta() {
+            self.writer.send(Op::Meta(k.to_owned(), v))?;
+        }
+        let written = self.writer.finish()?;
+        debug_assert_eq!(written, self.summary.transactions);
+        outcome?;
+        Ok(self.summary)
+    }
+}

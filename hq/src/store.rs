@@ -1,0 +1,325 @@
+//! results.sqlite: OCT's two tables byte-identical (DESIGN §4) plus tables of ours, written by a
+//! dedicated thread in batched transactions so the receive loop never waits on disk.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection};
+
+/// NOTE: byte-identical to shared/fixtures/oct/schema.sql; OCT's tools read our files only
+/// because of it. A test compares the two.
+pub const OCT_SCHEMA: &str = r#"CREATE TABLE "result" ("id" INTEGER NOT NULL PRIMARY KEY, "error" TEXT, "scriptrun_time" REAL NOT NULL, "elapsed" REAL NOT NULL, "epoch" REAL NOT NULL, "custom_timers" TEXT, "turret_name" VARCHAR(255) NOT NULL);
+CREATE TABLE "turret" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "uuid" TEXT NOT NULL, "cannons" INTEGER NOT NULL, "script" TEXT NOT NULL, "rampup" INTEGER NOT NULL, "status" TEXT NOT NULL, "updated_at" DATETIME NOT NULL);
+"#;
+
+/// Our own tables. OCT's tools never look at them.
+const OUR_SCHEMA: &str = r#"CREATE TABLE oct_run (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE oct_rejected (kind TEXT NOT NULL PRIMARY KEY, count INTEGER NOT NULL, first_error TEXT NOT NULL, samples TEXT NOT NULL);
+CREATE TABLE oct_turret_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
+"#;
+
+/// One row of OCT's `result` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub error: String,
+    pub scriptrun_time: f64,
+    pub elapsed: f64,
+    pub epoch: f64,
+    pub custom_timers: String,
+    pub turret_name: String,
+}
+
+/// One row of OCT's `turret` table, keyed by `uuid`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurretRow {
+    pub name: String,
+    pub uuid: String,
+    pub cannons: u64,
+    pub script: String,
+    pub rampup: u64,
+    pub status: String,
+    /// `YYYY-MM-DD HH:MM:SS.ffffff`, as OCT writes it.
+    pub updated_at: String,
+}
+
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+pub enum Op {
+    Results(Vec<ResultRow>),
+    Turret(TurretRow),
+    Meta(String, String),
+    Rejected {
+        kind: String,
+        count: u64,
+        first_error: String,
+        samples: Vec<String>,
+    },
+    TurretCount {
+        uuid: String,
+        name: String,
+        received: u64,
+        sent: Option<u64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("writing results: {0}")]
+    Write(#[from] rusqlite::Error),
+    #[error("the results writer thread stopped unexpectedly")]
+    WriterGone,
+}
+
+/// Creates a results database at `path` (`:memory:` for tests) with every table.
+pub fn create(path: &Path) -> Result<Connection, StoreError> {
+    let open = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open)?;
+    // WAL + NORMAL: a crash loses at most the transaction in flight, never the file.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open)?;
+    conn.execute_batch(OCT_SCHEMA).map_err(open)?;
+    conn.execute_batch(OUR_SCHEMA).map_err(open)?;
+    Ok(conn)
+}
+
+/// Applies a batch of operations in one transaction.
+pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let mut rows = 0;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO result (error, scriptrun_time, elapsed, epoch, custom_timers, turret_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for op in ops.drain(..) {
+            match op {
+                Op::Results(batch) => {
+                    for r in &batch {
+                        insert.execute(params![
+                            r.error,
+                            r.scriptrun_time,
+                            r.elapsed,
+                            r.epoch,
+                            r.custom_timers,
+                            r.turret_name
+                        ])?;
+                    }
+                    rows += batch.len();
+                }
+                Op::Turret(t) => {
+                    let updated = tx.execute(
+                        "UPDATE turret SET name = ?1, cannons = ?2, script = ?3, rampup = ?4, status = ?5, updated_at = ?6 WHERE uuid = ?7",
+                        params![t.name, t.cannons, t.script, t.rampup, t.status, t.updated_at, t.uuid],
+                    )?;
+                    if updated == 0 {
+                        tx.execute(
+                            "INSERT INTO turret (name, uuid, cannons, script, rampup, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![t.name, t.uuid, t.cannons, t.script, t.rampup, t.status, t.updated_at],
+                        )?;
+                    }
+                }
+                Op::Meta(k, v) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO oct_run (key, value) VALUES (?1, ?2)",
+                        params![k, v],
+                    )?;
+                }
+                Op::Rejected {
+                    kind,
+                    count,
+                    first_error,
+                    samples,
+                } => {
+                    let samples = serde_json::to_string(&samples).unwrap_or_default();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO oct_rejected (kind, count, first_error, samples) VALUES (?1, ?2, ?3, ?4)",
+                        params![kind, count, first_error, samples],
+                    )?;
+                }
+                Op::TurretCount {
+                    uuid,
+                    name,
+                    received,
+                    sent,
+                } => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO oct_turret_count (uuid, name, received, sent) VALUES (?1, ?2, ?3, ?4)",
+                        params![uuid, name, received, sent],
+                    )?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// The handle of the writer thread. Dropping the last [`Writer`] sender ends the thread after it
+/// has committed everything it was sent.
+pub struct Writer {
+    tx: Sender<Op>,
+    thread: JoinHandle<Result<u64, StoreError>>,
+}
+
+/// Ops a writer commits together at most; bounds a transaction's size under flood.
+const MAX_BATCH_OPS: usize = 256;
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub fn spawn(mut conn: Connection) -> Writer {
+        let (tx, rx) = mpsc::channel::<Op>();
+        let thread = std::thread::Builder::new()
+            .name("oct-store".into())
+            .spawn(move || write_loop(&mut conn, rx))
+            .expect("spawning the store thread");
+        Writer { tx, thread }
+    }
+
+    pub fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.tx.send(op).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Commits everything sent so far and stops; returns the number of result rows written.
+    pub fn finish(self) -> Result<u64, StoreError> {
+        drop(self.tx);
+        self.thread.join().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn write_loop(conn: &mut Connection, rx: Receiver<Op>) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    let mut ops = Vec::with_capacity(MAX_BATCH_OPS);
+    // Block for the first op, then take whatever else is queued: one transaction per burst.
+    while let Ok(op) = rx.recv() {
+        ops.push(op);
+        while ops.len() < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        total += apply(conn, &mut ops)? as u64;
+    }
+    Ok(total)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` in local time, as OCT (peewee) writes `updated_at`.
+pub fn now_timestamp() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> ResultRow {
+        ResultRow {
+            error: if i % 3 == 0 {
+                "boom".into()
+            } else {
+                String::new()
+            },
+            scriptrun_time: i as f64 / 10.0,
+            elapsed: i as f64,
+            epoch: 1795305491.25 + i as f64,
+            custom_timers: format!("{{\"a\":{i}}}"),
+            turret_name: "nav".into(),
+        }
+    }
+
+    #[test]
+    fn oct_tables_are_byte_identical_to_the_real_schema() {
+        let conn = create(Path::new(":memory:")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE name IN ('result', 'turret') ORDER BY name",
+            )
+            .unwrap();
+        let sqls: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let fixture = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/oct/schema.sql"),
+        )
+        .unwrap();
+        let want: Vec<&str> = fixture.lines().map(|l| l.trim_end_matches(';')).collect();
+        assert_eq!(sqls, want);
+    }
+
+    #[test]
+    fn writes_results_and_updates_turret_status_in_place() {
+        let mut conn = create(Path::new(":memory:")).unwrap();
+        let turret = |status: &str| TurretRow {
+            name: "nav".into(),
+            uuid: "u1".into(),
+            cannons: 2,
+            script: "s.lua".into(),
+            rampup: 0,
+            status: status.into(),
+            updated_at: now_timestamp(),
+        };
+        let mut ops = vec![
+            Op::Turret(turret("ready")),
+            Op::Results((0..5).map(row).collect()),
+            Op::Turret(turret("Running")),
+        ];
+        assert_eq!(apply(&mut conn, &mut ops).unwrap(), 5);
+        let (n, status): (i64, String) = conn
+            .query_row("SELECT count(*), max(status) FROM turret", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, status.as_str()), (1, "Running"));
+        let (err, epoch, timers): (String, f64, String) = conn
+            .query_row(
+                "SELECT error, epoch, custom_timers FROM result WHERE id = 4",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (err.as_str(), epoch, timers.as_str()),
+            ("boom", 1795305494.25, "{\"a\":3}")
+        );
+    }
+
+    #[test]
+    fn writer_thread_commits_everything_before_finishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.sqlite");
+        let writer = Writer::spawn(create(&path).unwrap());
+        for chunk in 0..10 {
+            writer
+                .send(Op::Results(
+                    (chunk * 100..chunk * 100 + 100).map(row).collect(),
+                ))
+                .unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), 1000);
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM result", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1000);
+    }
+
+    #[test]
+    fn timestamp_has_microseconds() {
+        let ts = now_timestamp();
+        assert_eq!(ts.len(), "2026-11-21 23:58:11.001041".len(), "{ts}");
+    }
+}

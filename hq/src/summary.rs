@@ -1,0 +1,134 @@
+//! What a run produced, for the console and for our `oct_run` table.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Local};
+
+/// Messages rejected by the HQ, grouped by kind of error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub kind: String,
+    pub count: u64,
+    pub first_error: String,
+    pub samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurretSummary {
+    pub name: String,
+    pub uuid: String,
+    pub status: String,
+    /// Results received that named this turret's uuid (extension `seq`).
+    pub received: u64,
+    /// What the turret says it sent (extension `seq`); `None` for OCT turrets.
+    pub sent: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub database: PathBuf,
+    pub run_time: Duration,
+    pub start: Option<DateTime<Local>>,
+    pub finish: Option<DateTime<Local>>,
+    pub transactions: u64,
+    pub errors: u64,
+    /// Custom timer name → how many results carried it, sorted by name.
+    pub timers: Vec<(String, u64)>,
+    pub rejected: Vec<Rejected>,
+    pub turrets: Vec<TurretSummary>,
+}
+
+impl Summary {
+    pub fn new(database: PathBuf, run_time: Duration) -> Self {
+        Summary {
+            database,
+            run_time,
+            start: None,
+            finish: None,
+            transactions: 0,
+            errors: 0,
+            timers: Vec::new(),
+            rejected: Vec::new(),
+            turrets: Vec::new(),
+        }
+    }
+
+    pub(crate) fn started(&mut self, at: DateTime<Local>) {
+        self.start = Some(at);
+    }
+
+    pub(crate) fn finished(&mut self, at: DateTime<Local>) {
+        self.finish = Some(at);
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|r| r.count).sum()
+    }
+
+    /// Results sent but never received; `None` when a turret does not report what it sent
+    /// (OCT turrets), since then nobody can know.
+    pub fn lost(&self) -> Option<u64> {
+        if self.turrets.is_empty() {
+            return Some(0);
+        }
+        self.turrets
+            .iter()
+            .map(|t| t.sent.map(|s| s.saturating_sub(t.received)))
+            .sum()
+    }
+
+    /// Key/value pairs for the `oct_run` table.
+    pub fn meta(&self) -> Vec<(&'static str, String)> {
+        let ts = |t: &Option<DateTime<Local>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+        vec![
+            ("start", ts(&self.start)),
+            ("finish", ts(&self.finish)),
+            ("run_time_secs", self.run_time.as_secs_f64().to_string()),
+            ("transactions", self.transactions.to_string()),
+            ("errors", self.errors.to_string()),
+            ("rejected", self.rejected_total().to_string()),
+            (
+                "lost",
+                self.lost()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+        ]
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ts = |t: &Option<DateTime<Local>>| {
+            t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        writeln!(f, "transactions: {}", self.transactions)?;
+        writeln!(f, "errors: {}", self.errors)?;
+        writeln!(f, "start: {}", ts(&self.start))?;
+        writeln!(f, "finish: {}", ts(&self.finish))?;
+        for (name, n) in &self.timers {
+            writeln!(f, "timer {name:?}: {n}")?;
+        }
+        for t in &self.turrets {
+            let sent = t.sent.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+            writeln!(
+                f,
+                "turret {}: {} (sent {sent}, received {})",
+                t.name, t.status, t.received
+            )?;
+        }
+        write!(f, "rejected: {}", self.rejected_total())?;
+        for r in &self.rejected {
+            write!(f, " [{}: {}]", r.kind, r.count)?;
+        }
+        writeln!(f)?;
+        match self.lost() {
+            Some(n) => writeln!(f, "lost: {n}")?,
+            None => writeln!(f, "lost: unknown (a turret did not report its count)")?,
+        }
+        write!(f, "results: {}", self.database.display())
+    }
+}

@@ -1,0 +1,94 @@
+//! The HQ's three ZeroMQ sockets (DESIGN §3): command PUB, result PULL (no high-water mark, so
+//! nothing a turret sent is dropped here), and the external PUB that re-publishes results.
+
+use protocol::Command;
+
+/// The ports actually bound (a configured 0 means "the OS picks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub publish: u16,
+    pub rc: u16,
+    pub external: u16,
+}
+
+pub struct Sockets {
+    // Sockets must be dropped before their context; field order does that.
+    pub commands: zmq::Socket,
+    pub results: zmq::Socket,
+    pub external: zmq::Socket,
+    pub ports: Ports,
+    _ctx: zmq::Context,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("`{key}` {port}: cannot bind: {source}")]
+    Bind {
+        key: &'static str,
+        port: u16,
+        source: zmq::Error,
+    },
+    #[error("ZeroMQ: {0}")]
+    Zmq(#[from] zmq::Error),
+}
+
+fn bind(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    key: &'static str,
+    port: u16,
+) -> Result<(zmq::Socket, u16), TransportError> {
+    let socket = ctx.socket(kind)?;
+    // A stop or kill still in the queue at exit gets a second to leave, never forever.
+    socket.set_linger(1000)?;
+    if kind == zmq::PULL {
+        socket.set_rcvhwm(0)?;
+    }
+    let endpoint = if port == 0 {
+        "tcp://*:*".to_owned()
+    } else {
+        format!("tcp://*:{port}")
+    };
+    let err = |source| TransportError::Bind { key, port, source };
+    socket.bind(&endpoint).map_err(err)?;
+    let bound = socket
+        .get_last_endpoint()
+        .map_err(err)?
+        .ok()
+        .and_then(|e| e.rsplit(':').next().and_then(|p| p.parse().ok()))
+        .unwrap_or(port);
+    Ok((socket, bound))
+}
+
+impl Sockets {
+    pub fn bind(publish: u16, rc: u16, external: u16) -> Result<Sockets, TransportError> {
+        let ctx = zmq::Context::new();
+        let (commands, publish) = bind(&ctx, zmq::PUB, "publish_port", publish)?;
+        let (results, rc) = bind(&ctx, zmq::PULL, "rc_port", rc)?;
+        let (external, external_port) = bind(&ctx, zmq::PUB, "external_publisher", external)?;
+        Ok(Sockets {
+            commands,
+            results,
+            external,
+            ports: Ports {
+                publish,
+                rc,
+                external: external_port,
+            },
+            _ctx: ctx,
+        })
+    }
+
+    /// Publishes `command` to every turret.
+    pub fn broadcast(&self, command: &Command) -> Result<(), TransportError> {
+        self.commands.send(command.encode(), 0)?;
+        Ok(())
+    }
+
+    /// Re-publishes an accepted result as `[topic, raw json]`. PUB drops rather than blocks when
+    /// nobody keeps up, which is what a live feed should do.
+    pub fn republish(&self, topic: &[u8], raw: &[u8]) {
+        let _ = self.external.send(topic, zmq::SNDMORE | zmq::DONTWAIT);
+        let _ = self.external.send(raw, zmq::DONTWAIT);
+    }
+}

@@ -1,0 +1,110 @@
+//! The command line, as clap types. Nothing here runs anything: `lib.rs` turns these into the
+//! checked options of the crates.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Distributed load testing, compatible with OCT: an HQ drives turrets over ZeroMQ, stores every
+/// result in SQLite and renders an HTML report.
+#[derive(Debug, Parser)]
+#[command(name = "oct", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a new project: config.json, test scripts and report templates.
+    #[command(name = "new-project", visible_alias = "new")]
+    NewProject(NewProjectArgs),
+    /// Pack one <turret name>.tar.gz per turret of a project.
+    #[command(name = "pack-turrets", visible_alias = "pack")]
+    PackTurrets(PackArgs),
+    /// Run a test: the HQ waits for turrets, starts them, stores every result, stops them.
+    Run(RunArgs),
+    /// Render the report again from a results directory.
+    #[command(name = "rebuild-results", visible_alias = "rebuild")]
+    RebuildResults(RebuildArgs),
+    /// Export a results.sqlite to CSV with OCT's columns.
+    #[command(name = "results-to-csv", visible_alias = "to-csv")]
+    ResultsToCsv(CsvArgs),
+    /// Start a turret (what oct-turrets-start does).
+    Turret(TurretArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewProjectArgs {
+    /// The project folder to create; it must not exist.
+    pub project_name: PathBuf,
+    /// Start from a template tarball holding config.json, test_scripts/ and templates/.
+    #[arg(short, long, value_name = "TEMPLATE.tar.gz")]
+    pub template: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The project folder.
+    pub path: PathBuf,
+    /// Also add OCT's setup.py, for Python turrets.
+    #[arg(long)]
+    pub python: bool,
+    /// Use this config instead of PATH/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The project folder (holds config.json and test_scripts/).
+    pub project_path: PathBuf,
+    /// Put results here instead of PROJECT/results/results_<date>_<µs>/.
+    #[arg(short, long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Store results but do not render the report.
+    #[arg(long)]
+    pub no_results: bool,
+    /// Topic of the external publisher (default: a random 32-hex id, printed at start).
+    #[arg(short, long, value_name = "CHANNEL")]
+    pub publisher_channel: Option<String>,
+    /// Use this config instead of PROJECT/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Also start every turret of the config on this machine, and stop them at the end.
+    #[arg(long)]
+    pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The results directory to write the report into.
+    pub results_dir: PathBuf,
+    /// The config.json of the run (for results_ts_interval and the turrets).
+    pub config_file: PathBuf,
+    /// The results database (default RESULTS_DIR/results.sqlite).
+    #[arg(short = 'f', long = "db-file", value_name = "SQLITE")]
+    pub db_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CsvArgs {
+    /// The results.sqlite to export.
+    pub result_file: PathBuf,
+    /// The CSV file to write.
+    pub output_file: PathBuf,
+    /// The column delimiter.
+    #[arg(short, long, default_value = ";")]
+    pub delimiter: String,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TurretArgs {
+    /// A turret tarball made by `oct pack-turrets`.
+    #[arg(long, value_name = "X.tar.gz")]
+    pub tar: Option<PathBuf>,
+    /// A turret config.json (its `script` is relative to the file's folder).
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}

@@ -1,0 +1,155 @@
+//! The `oct` binaries: parse the command line, build the checked options of the crates, call one
+//! function, map the outcome to an exit code (0 ok, 1 the test failed its thresholds, 2 usage or
+//! setup error). Diagnostics go to stderr as `oct: …`; results to stdout.
+//!
+//! # Layout
+//!
+//! `cli` owns the clap types and their help texts; this file owns dispatch. The OCT command
+//! names (`oct-run`, `oct-turrets-start`, …) are one-line binaries in `src/bin/` calling
+//! [`alias`].
+
+pub mod cli;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
+use cli::{Cli, Cmd, RunArgs};
+
+const USAGE_ERROR: u8 = 2;
+
+/// `oct …`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    exit(dispatch(cli.command))
+}
+
+/// An OCT-named binary: `name` takes the options of the `oct` subcommand `sub`.
+pub fn alias(name: &'static str, sub: &str) -> ExitCode {
+    let about = Cli::command()
+        .find_subcommand(sub)
+        .and_then(|c| c.get_about().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let parsed = match sub {
+        "new-project" => parse_as::<cli::NewProjectArgs>(name, &about, args).map(Cmd::NewProject),
+        "pack-turrets" => parse_as::<cli::PackArgs>(name, &about, args).map(Cmd::PackTurrets),
+        "run" => parse_as::<cli::RunArgs>(name, &about, args).map(Cmd::Run),
+        "rebuild-results" => {
+            parse_as::<cli::RebuildArgs>(name, &about, args).map(Cmd::RebuildResults)
+        }
+        "turret" => parse_as::<cli::TurretArgs>(name, &about, args).map(Cmd::Turret),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            format!("unknown alias {sub}\n"),
+        )),
+    };
+    match parsed {
+        Ok(cmd) => exit(dispatch(cmd)),
+        Err(e) => e.exit(),
+    }
+}
+
+fn parse_as<A: Args + FromArgMatches>(
+    name: &'static str,
+    about: &str,
+    args: Vec<OsString>,
+) -> Result<A, clap::Error> {
+    let command = A::augment_args(
+        clap::Command::new(name)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(about.to_owned()),
+    );
+    let matches = command.try_get_matches_from(args)?;
+    A::from_arg_matches(&matches)
+}
+
+fn exit(outcome: Result<u8>) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("oct: {err:#}");
+            ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<u8> {
+    match cmd {
+        Cmd::Run(args) => run(args),
+        Cmd::NewProject(_) => not_yet("new-project"),
+        Cmd::PackTurrets(_) => not_yet("pack-turrets"),
+        Cmd::RebuildResults(_) => not_yet("rebuild-results"),
+        Cmd::ResultsToCsv(_) => not_yet("results-to-csv"),
+        Cmd::Turret(_) => not_yet("turret"),
+    }
+}
+
+fn not_yet(what: &str) -> Result<u8> {
+    bail!("`{what}` is not implemented yet")
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    let project = &args.project_path;
+    if !project.is_dir() {
+        bail!("{}: no such project folder", project.display());
+    }
+    let config_path = args
+        .config_file
+        .clone()
+        .unwrap_or_else(|| project.join("config.json"));
+    let config = hq::Config::load(&config_path)?;
+    let results_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| hq::default_results_dir(project));
+    let local_turrets = if args.local {
+        Some(std::env::current_exe().context("finding the oct binary for --local")?)
+    } else {
+        None
+    };
+    let shutdown = hq::Shutdown::new();
+    let handler = shutdown.clone();
+    ctrlc_handler(move || handler.request())?;
+    let opts = hq::RunOptions {
+        config,
+        results_dir,
+        publisher_channel: args
+            .publisher_channel
+            .clone()
+            .unwrap_or_else(hq::random_topic),
+        local_turrets,
+        shutdown,
+    };
+    let summary = hq::run(&opts)?;
+    println!("{summary}");
+    if !args.no_results {
+        report_pending(&opts.results_dir);
+    }
+    Ok(0)
+}
+
+/// The HTML report lands with its own issue; until then say where the data is.
+fn report_pending(dir: &Path) {
+    eprintln!(
+        "oct: results stored in {} (the HTML report is not implemented yet)",
+        dir.display()
+    );
+}
+
+fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {
+    ctrlc::set_handler(f).context("installing the Ctrl-C handler")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}
