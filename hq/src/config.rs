@@ -404,7 +404,8 @@ mod tests {
 
     #[test]
     fn names_the_file_and_key_at_fault() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|v| {
                     v.as_object_mut().unwrap().remove("run_time");

@@ -182,6 +182,8 @@ impl Hq<'_> {
         self.start()?;
         let deadline = self.run_started.unwrap_or_else(Instant::now) + c.run_time;
         while Instant::now() < deadline && self.opts.shutdown.presses() == 0 {
+            // Keep asking, so a turret that connects now is found and started (late join).
+            self.tick_status_requests()?;
             self.receive(deadline.min(Instant::now() + PROGRESS_EVERY))?;
             self.progress();
         }

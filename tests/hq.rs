@@ -1,0 +1,293 @@
+//! End-to-end tests of `oct run`: the real binary, real ZeroMQ sockets on loopback, raw test
+//! turrets speaking OCT's frames, and the real results.sqlite.
+
+mod util;
+
+use std::time::Duration;
+
+use serde_json::json;
+use util::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn one_turret() -> serde_json::Value {
+    json!([{"name": "navigation", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"}])
+}
+
+fn start_hq(project: &Project) -> Proc {
+    let out = project.results_dir();
+    Proc::spawn(oct(&[
+        "run",
+        project.path().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-results",
+    ]))
+}
+
+#[test]
+fn stores_exactly_the_results_a_turret_sent() {
+    let project = Project::new(config(1.0, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-1", publish, rc);
+    turret.expect("start", "ready");
+    turret.send(turret.status("Running"));
+    const N: usize = 500;
+    for i in 0..N {
+        // Half without turret_name, as oct-turrets 0.2.8 sends them.
+        let name = (i % 2 == 0).then_some("navigation");
+        turret.send(result_frame(i, name));
+    }
+    turret.expect("stop", "Running");
+    turret.send(turret.status("ready"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("transactions: {N}")), "{out}");
+
+    let db = project.db();
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM result"), N as i64);
+    assert_eq!(
+        count_rows(&db, "SELECT count(*) FROM result WHERE error != ''"),
+        (0..N).filter(|i| i % 7 == 0).count() as i64
+    );
+    assert_eq!(
+        count_rows(
+            &db,
+            "SELECT count(*) FROM result WHERE turret_name = 'Noname'"
+        ),
+        (N / 2) as i64
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let row: (String, f64, f64, f64, String, String) = conn
+        .query_row("SELECT error, scriptrun_time, elapsed, epoch, custom_timers, turret_name FROM result WHERE id = 8", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap();
+    // id 8 is the 8th frame, i = 7: an error, without turret_name.
+    assert_eq!(
+        row,
+        (
+            "failure #7".to_owned(),
+            0.1 + 7.0 * 1e-6,
+            7.0 * 0.01,
+            1795305491.0 + 7.0 * 0.001,
+            format!(r#"{{"login":{},"db query":0.04}}"#, 0.05 + 7.0 * 1e-7),
+            "Noname".to_owned()
+        )
+    );
+    // The turret table really follows the status: ready → Running → ready.
+    let status: String = conn
+        .query_row("SELECT status FROM turret WHERE uuid = 'u-1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "ready");
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM turret"), 1);
+    assert!(project.results_dir().join("config.json").is_file());
+}
+
+#[test]
+fn waits_for_min_turrets_and_starts_a_late_joiner() {
+    let turrets = json!([
+        {"name": "a", "cannons": 1, "script": "s.py"},
+        {"name": "b", "cannons": 1, "script": "s.py"},
+        {"name": "c", "cannons": 1, "script": "s.py"}
+    ]);
+    let project = Project::new(config(3.0, 2, turrets));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let a = TestTurret::connect("a", "u-a", publish, rc);
+    // Alone, `a` is asked for its status but never started.
+    assert_eq!(a.next_command(Duration::from_millis(1500), "ready"), None);
+    let b = TestTurret::connect("b", "u-b", publish, rc);
+    b.expect("start", "ready");
+    a.expect("start", "ready");
+    for t in [&a, &b] {
+        t.send(t.status("Running"));
+        t.send(result_frame(1, Some(&t.name)));
+    }
+    hq.wait_line(T, |l| l.contains("started 2 turret(s)"));
+    let c = TestTurret::connect("c", "u-c", publish, rc);
+    c.expect("start", "ready");
+    c.send(c.status("Running"));
+    c.send(result_frame(2, Some("c")));
+    for t in [&a, &b, &c] {
+        t.expect("stop", "Running");
+        t.send(t.status("ready"));
+    }
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("joined late"), "{out}");
+    let db = project.db();
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM turret"), 3);
+    assert_eq!(
+        count_rows(&db, "SELECT count(DISTINCT turret_name) FROM result"),
+        3
+    );
+    assert_eq!(
+        count_rows(&db, "SELECT count(*) FROM turret WHERE status = 'ready'"),
+        3
+    );
+}
+
+#[test]
+fn garbage_never_aborts_the_run_and_is_counted_by_kind() {
+    let project = Project::new(config(1.5, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-g", publish, rc);
+    turret.expect("start", "ready");
+    let garbage: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("invalid_json", vec![b"{\"elapsed\": 1,".to_vec()]),
+        ("not_utf8", vec![b"\xff\xfe{}".to_vec()]),
+        ("not_an_object", vec![b"[1, 2, 3]".to_vec()]),
+        (
+            "missing_field",
+            vec![br#"{"scriptrun_time": 1, "epoch": 2}"#.to_vec()],
+        ),
+        (
+            "unknown_field",
+            vec![br#"{"scriptrun_time": 1, "epoch": 2, "elapsed": 3, "x": 1}"#.to_vec()],
+        ),
+        (
+            "wrong_type",
+            vec![br#"{"scriptrun_time": "ten", "epoch": 2, "elapsed": 3}"#.to_vec()],
+        ),
+        ("unknown_kind", vec![br#"{"status": "hello"}"#.to_vec()]),
+        (
+            "multipart",
+            vec![b"part one".to_vec(), result_frame(0, None).into_bytes()],
+        ),
+    ];
+    const VALID: usize = 300;
+    const ROUNDS: usize = VALID / 2;
+    let mut sent_valid = 0;
+    for _round in 0..ROUNDS {
+        for (_, frames) in &garbage {
+            let (last, first) = frames.split_last().unwrap();
+            for f in first {
+                turret.push.send(f.as_slice(), zmq::SNDMORE).unwrap();
+            }
+            turret.push.send(last.as_slice(), 0).unwrap();
+        }
+        // Two valid results after every round of garbage.
+        for _ in 0..2 {
+            turret.send(result_frame(sent_valid, Some("navigation")));
+            sent_valid += 1;
+        }
+    }
+    assert_eq!(sent_valid, VALID);
+    turret.expect("stop", "Running");
+    turret.send(turret.status("ready"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    let db = project.db();
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM result"), VALID as i64);
+    for (kind, _) in &garbage {
+        let n = count_rows(
+            &db,
+            &format!("SELECT count FROM oct_rejected WHERE kind = '{kind}'"),
+        );
+        assert_eq!(n, ROUNDS as i64, "{kind}");
+    }
+    assert!(
+        out.contains(&format!("rejected: {}", ROUNDS * garbage.len())),
+        "{out}"
+    );
+    // One log line per kind, not one per message.
+    assert_eq!(
+        out.matches("rejected a message").count(),
+        garbage.len(),
+        "{out}"
+    );
+}
+
+#[test]
+fn results_sent_during_the_last_transaction_before_stop_are_stored() {
+    let project = Project::new(config(1.0, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-s", publish, rc);
+    turret.expect("start", "ready");
+    turret.send(result_frame(0, Some("navigation")));
+    turret.expect("stop", "Running");
+    // In-flight transactions finish up to a second after stop (OCT drops these).
+    let mut sent = 1;
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        turret.send(result_frame(sent, Some("navigation")));
+        sent += 1;
+        // Answer the HQ's status requests meanwhile, as a busy turret does.
+        let _ = turret.next_command(Duration::from_millis(50), "Running");
+    }
+    turret.send(turret.status("ready"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert_eq!(
+        count_rows(&project.db(), "SELECT count(*) FROM result"),
+        sent as i64
+    );
+}
+
+#[test]
+fn sigkill_mid_run_leaves_a_readable_database() {
+    let project = Project::new(config(120.0, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-k", publish, rc);
+    turret.expect("start", "ready");
+    for i in 0..1000 {
+        turret.send(result_frame(i, Some("navigation")));
+    }
+    let db = project.db();
+    // Everything sent is committed within moments; then the HQ dies without warning.
+    wait_until(T, "1000 committed rows", || {
+        (count_rows(&db, "SELECT count(*) FROM result") == 1000).then_some(())
+    });
+    hq.child.kill().unwrap();
+    hq.child.wait().unwrap();
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM result"), 1000);
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM turret"), 1);
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_key_and_exit_2() {
+    let mut c = config(1.0, 1, one_turret());
+    c["run_time"] = json!("ten");
+    let project = Project::new(c);
+    let out = oct(&["run", project.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("oct: ")
+            && err.contains("`run_time` must be a number of seconds, got \"ten\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut c = config(1.0, 1, one_turret());
+    c["publish_port"] = json!(port);
+    let project = Project::new(c);
+    let out = oct(&[
+        "run",
+        project.path().to_str().unwrap(),
+        "-o",
+        project.results_dir().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("`publish_port` {port}: cannot bind")),
+        "{err}"
+    );
+}

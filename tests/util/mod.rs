@@ -1,0 +1,272 @@
+//! Helpers for end-to-end tests: temp projects, the real `oct` binary as a child process with a
+//! kill-on-drop guard, a raw-ZeroMQ test turret, and polling with deadlines (never sleeps).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+/// A project in a temp dir whose config uses OS-chosen ports.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(config: Value) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn results_dir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.results_dir().join("results.sqlite")
+    }
+}
+
+/// A config with OS-chosen ports and the given run time and turrets.
+pub fn config(run_time: f64, min_turrets: u64, turrets: Value) -> Value {
+    json!({
+        "run_time": run_time,
+        "results_ts_interval": 1,
+        "testing": false,
+        "progress_bar": true,
+        "min_turrets": min_turrets,
+        "publish_port": 0,
+        "rc_port": 0,
+        "external_publisher": 0,
+        "drain_timeout": 5,
+        "turrets": turrets,
+    })
+}
+
+/// A child process of one of our binaries, killed when dropped; stderr lines are collected.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+pub fn oct(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oct"));
+    c.args(args);
+    c
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an output line matching `pred` and returns it.
+    pub fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("timed out; output so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns its status with all its output.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let status = wait_until(timeout, "the process to exit", || {
+            self.child.try_wait().unwrap()
+        });
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        (status, self.seen.join("\n"))
+    }
+
+    /// The ports the HQ printed: (publish, rc, external).
+    pub fn hq_ports(&mut self) -> (u16, u16, u16) {
+        let line = self.wait_line(Duration::from_secs(20), |l| {
+            l.contains("listening: publish port")
+        });
+        let nums: Vec<u16> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        (nums[0], nums[1], nums[2])
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A turret speaking raw OCT frames over real ZeroMQ sockets, like oct-turrets does.
+pub struct TestTurret {
+    pub name: String,
+    pub uuid: String,
+    pub sub: zmq::Socket,
+    pub push: zmq::Socket,
+    _ctx: zmq::Context,
+}
+
+impl TestTurret {
+    pub fn connect(name: &str, uuid: &str, publish: u16, rc: u16) -> TestTurret {
+        let ctx = zmq::Context::new();
+        let sub = ctx.socket(zmq::SUB).unwrap();
+        sub.connect(&format!("tcp://127.0.0.1:{publish}")).unwrap();
+        sub.set_subscribe(b"").unwrap();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_linger(2000).unwrap();
+        push.connect(&format!("tcp://127.0.0.1:{rc}")).unwrap();
+        TestTurret {
+            name: name.into(),
+            uuid: uuid.into(),
+            sub,
+            push,
+            _ctx: ctx,
+        }
+    }
+
+    pub fn status(&self, status: &str) -> String {
+        format!(
+            r#"{{"turret": "{}", "status": "{status}", "uuid": "{}", "rampup": 0, "script": "test_scripts/v_user.py", "cannons": 2}}"#,
+            self.name, self.uuid
+        )
+    }
+
+    pub fn send(&self, frame: impl AsRef<[u8]>) {
+        self.push.send(frame.as_ref(), 0).unwrap();
+    }
+
+    /// Receives one command within `timeout`, answering `status_request`s with `status` on the
+    /// way; returns the command name, or `None` on timeout.
+    pub fn next_command(&self, timeout: Duration, status: &str) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if self
+                .sub
+                .poll(zmq::POLLIN, left.as_millis().max(1) as i64)
+                .unwrap()
+                == 0
+            {
+                continue;
+            }
+            let frame = self.sub.recv_string(0).unwrap().unwrap();
+            let v: Value = serde_json::from_str(frame.trim_start()).unwrap();
+            let name = v["command"].as_str().unwrap().to_owned();
+            if name == "status_request" {
+                self.send(self.status(status));
+                continue;
+            }
+            return Some(name);
+        }
+    }
+
+    /// Waits for `want`, answering status requests with `status` meanwhile.
+    pub fn expect(&self, want: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_command(left, status) {
+                Some(c) if c == want => return,
+                Some(_) => continue,
+                None => panic!("turret {} never received `{want}`", self.name),
+            }
+        }
+    }
+}
+
+/// A result frame as oct-turrets sends it, with `turret_name` as our turrets add it.
+pub fn result_frame(i: usize, turret: Option<&str>) -> String {
+    let error = if i % 7 == 0 {
+        format!("failure #{i}")
+    } else {
+        String::new()
+    };
+    let name = turret
+        .map(|t| format!(r#", "turret_name": "{t}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"elapsed": {}, "epoch": {}, "scriptrun_time": {}, "error": "{error}", "custom_timers": {{"login": {}, "db query": {}}}{name}}}"#,
+        i as f64 * 0.01,
+        1795305491.0 + i as f64 * 0.001,
+        0.1 + i as f64 * 1e-6,
+        0.05 + i as f64 * 1e-7,
+        0.04,
+    )
+}
+
+pub fn count_rows(db: &Path, sql: &str) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
