@@ -291,3 +291,30 @@ fn a_port_in_use_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn ctrl_c_once_stops_gracefully_and_stores_everything() {
+    let project = Project::new(config(120.0, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-c", publish, rc);
+    turret.expect("start", "ready");
+    for i in 0..200 {
+        turret.send(result_frame(i, Some("navigation")));
+    }
+    let pid = hq.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    turret.expect("stop", "Running");
+    turret.send(result_frame(200, Some("navigation")));
+    turret.send(turret.status("ready"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert_eq!(
+        count_rows(&project.db(), "SELECT count(*) FROM result"),
+        201
+    );
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# HQ ingest benchmark: several pusher processes flood `oct run`; prints results/s stored (0 lost)
+# against a bare ZeroMQ PULL drain measured in the same run. Not a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PUSHERS=${PUSHERS:-4} PER_PUSHER=${PER_PUSHER:-500000} cargo bench --bench hq_flood

@@ -1,0 +1,220 @@
+//! HQ ingest benchmark (not a test): several pusher processes flood `oct run` with results; it
+//! prints results/s stored (all of them committed to results.sqlite, 0 lost) and, as the
+//! reference measured in the same run, the rate at which a bare ZeroMQ PULL socket merely drains
+//! the same pushers.
+//!
+//! `cargo bench --bench hq_flood` (or `bash bench/hq-flood.sh`). Env: PUSHERS (4), PER_PUSHER
+//! (500000).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn frame(i: usize, turret: &str) -> Vec<u8> {
+    format!(
+        r#"{{"elapsed": {}, "epoch": {}, "scriptrun_time": {}, "error": "{}", "custom_timers": {{"login": 0.0581750869, "db query": 0.0426816940}}, "turret_name": "{turret}"}}"#,
+        i as f64 * 1e-4,
+        1795305491.0 + i as f64 * 1e-4,
+        0.1009171009 + (i % 1000) as f64 * 1e-6,
+        if i % 50 == 0 { "simulated failure" } else { "" },
+    )
+    .into_bytes()
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `--raw-pusher RC N`: push N frames to a bare PULL.
+/// `--turret-pusher PUB RC NAME N`: behave as a turret, push N frames after start.
+fn pusher(args: &[String]) {
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_sndhwm(0).unwrap();
+    push.set_linger(-1).unwrap();
+    if args[0] == "--raw-pusher" {
+        push.connect(&format!("tcp://127.0.0.1:{}", args[1]))
+            .unwrap();
+        let n: usize = args[2].parse().unwrap();
+        let frames: Vec<Vec<u8>> = (0..1000).map(|i| frame(i, "raw")).collect();
+        for i in 0..n {
+            push.send(&frames[i % 1000], 0).unwrap();
+        }
+        return;
+    }
+    let (publish, rc, name, n) = (
+        &args[1],
+        &args[2],
+        &args[3],
+        args[4].parse::<usize>().unwrap(),
+    );
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.connect(&format!("tcp://127.0.0.1:{publish}")).unwrap();
+    sub.set_subscribe(b"").unwrap();
+    push.connect(&format!("tcp://127.0.0.1:{rc}")).unwrap();
+    let status = |s: &str| {
+        format!(
+            r#"{{"turret": "{name}", "status": "{s}", "uuid": "{name}-uuid", "rampup": 0, "script": "s.lua", "cannons": 1}}"#
+        )
+    };
+    let frames: Vec<Vec<u8>> = (0..1000).map(|i| frame(i, name)).collect();
+    let mut running = false;
+    loop {
+        let cmd = sub.recv_string(0).unwrap().unwrap();
+        if cmd.contains("\"status_request\"") {
+            push.send(
+                status(if running { "Running" } else { "ready" }).as_bytes(),
+                0,
+            )
+            .unwrap();
+        } else if cmd.contains("\"start\"") && !running {
+            running = true;
+            for i in 0..n {
+                push.send(&frames[i % 1000], 0).unwrap();
+            }
+        } else if cmd.contains("\"stop\"") {
+            push.send(status("ready").as_bytes(), 0).unwrap();
+            return;
+        }
+    }
+}
+
+fn spawn_self(args: &[String]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn reference(pushers: usize, per: usize) -> f64 {
+    let ctx = zmq::Context::new();
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    pull.set_rcvhwm(0).unwrap();
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let port = pull.get_last_endpoint().unwrap().unwrap();
+    let port = port.rsplit(':').next().unwrap().to_owned();
+    let mut children: Vec<Child> = (0..pushers)
+        .map(|_| spawn_self(&["--raw-pusher".into(), port.clone(), per.to_string()]))
+        .collect();
+    let mut msg = zmq::Message::new();
+    pull.recv(&mut msg, 0).unwrap();
+    let t0 = Instant::now();
+    for _ in 1..pushers * per {
+        pull.recv(&mut msg, 0).unwrap();
+    }
+    let rate = (pushers * per - 1) as f64 / t0.elapsed().as_secs_f64();
+    for c in &mut children {
+        c.wait().unwrap();
+    }
+    rate
+}
+
+fn count(db: &std::path::Path) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM result", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn hq(pushers: usize, per: usize) -> (f64, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let turrets: Vec<serde_json::Value> = (0..pushers)
+        .map(|i| serde_json::json!({"name": format!("p{i}"), "cannons": 1, "script": "s.lua"}))
+        .collect();
+    let config = serde_json::json!({
+        "run_time": 600, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+        "min_turrets": pushers, "publish_port": 0, "rc_port": 0, "external_publisher": 0,
+        "turrets": turrets,
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let out = dir.path().join("out");
+    let mut hq = Command::new(env!("CARGO_BIN_EXE_oct"))
+        .args([
+            "run",
+            dir.path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-results",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(hq.stderr.take().unwrap()).lines();
+    let ports_line = err
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("listening"))
+        .unwrap();
+    let nums: Vec<String> = ports_line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut children: Vec<Child> = (0..pushers)
+        .map(|i| {
+            spawn_self(&[
+                "--turret-pusher".into(),
+                nums[0].clone(),
+                nums[1].clone(),
+                format!("p{i}"),
+                per.to_string(),
+            ])
+        })
+        .collect();
+    err.by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("started"))
+        .unwrap();
+    let t0 = Instant::now();
+    let db = out.join("results.sqlite");
+    let want = (pushers * per) as i64;
+    let deadline = t0 + Duration::from_secs(300);
+    while count(&db) < want && Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let stored = count(&db);
+    // Ctrl-C: graceful stop, drain, summary.
+    Command::new("kill")
+        .args(["-INT", &hq.id().to_string()])
+        .status()
+        .unwrap();
+    let mut summary = String::new();
+    std::io::Read::read_to_string(&mut hq.stdout.take().unwrap(), &mut summary).unwrap();
+    hq.wait().unwrap();
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    assert_eq!(stored, want, "stored {stored} of {want}\n{summary}");
+    (stored as f64 / elapsed, summary)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a.ends_with("-pusher")) {
+        return pusher(&args);
+    }
+    let pushers = env_usize("PUSHERS", 4);
+    let per = env_usize("PER_PUSHER", 500_000);
+    println!("hq_flood: {pushers} pusher processes × {per} results");
+    let reference = reference(pushers, per);
+    println!("reference (bare PULL drain): {reference:>10.0} results/s");
+    let (stored, summary) = hq(pushers, per);
+    println!(
+        "oct run (decoded, stored):   {stored:>10.0} results/s  = {:.2}× the bare drain",
+        stored / reference
+    );
+    for line in summary.lines().filter(|l| {
+        l.starts_with("transactions") || l.starts_with("lost") || l.starts_with("rejected")
+    }) {
+        println!("  {line}");
+    }
+}
