@@ -84,8 +84,17 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
         Cmd::PackTurrets(_) => not_yet("pack-turrets"),
         Cmd::RebuildResults(_) => not_yet("rebuild-results"),
         Cmd::ResultsToCsv(_) => not_yet("results-to-csv"),
-        Cmd::Turret(_) => not_yet("turret"),
+        Cmd::Turret(args) => turret(args),
     }
+}
+
+fn turret(args: cli::TurretArgs) -> Result<u8> {
+    let Some(config_file) = args.config_file else {
+        return not_yet("turret --tar");
+    };
+    let config = turret::Config::load(&config_file)?;
+    turret::run(config)?;
+    Ok(0)
 }
 
 fn not_yet(what: &str) -> Result<u8> {

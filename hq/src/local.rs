@@ -12,6 +12,20 @@ use crate::transport::Ports;
 /// The children; dropping this kills and reaps every one of them.
 pub struct LocalTurrets {
     children: Vec<(String, Child)>,
+    log_dir: PathBuf,
+}
+
+/// A turret name as a file name: `/`, spaces and the like become `_`.
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl LocalTurrets {
@@ -29,6 +43,7 @@ impl LocalTurrets {
         let project = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_owned());
         let mut local = LocalTurrets {
             children: Vec::new(),
+            log_dir: turrets_dir.clone(),
         };
         for entry in &config.turrets {
             let mut turret = entry.turret_config(config, ports.publish, ports.rc);
@@ -78,8 +93,20 @@ impl LocalTurrets {
         Ok(local)
     }
 
-    pub fn log_dir(dir: &Path) -> PathBuf {
-        dir.join("turrets")
+    /// A local turret that has exited, with its exit status and log file: it will never
+    /// answer, so waiting for it is pointless.
+    pub fn exited(&mut self) -> Option<String> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(format!(
+                    "local turret {name} exited ({status}); see {}",
+                    self.log_dir
+                        .join(format!("{}.log", safe_name(name)))
+                        .display()
+                ));
+            }
+        }
+        None
     }
 }
 

@@ -107,6 +107,7 @@ struct Hq<'a> {
     run_started: Option<Instant>,
     next_status_request: Instant,
     topic: Vec<u8>,
+    local: Option<LocalTurrets>,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -131,7 +132,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         "listening: publish port {}, rc port {}, external port {} (topic {})",
         ports.publish, ports.rc, ports.external, opts.publisher_channel
     ));
-    let _local = match &opts.local_turrets {
+    let local = match &opts.local_turrets {
         Some(program) => {
             Some(LocalTurrets::spawn(program, c, ports, dir).map_err(RunError::Local)?)
         }
@@ -151,6 +152,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         run_started: None,
         next_status_request: Instant::now(),
         topic: opts.publisher_channel.as_bytes().to_vec(),
+        local,
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),
@@ -175,6 +177,9 @@ impl Hq<'_> {
             if known != last_known {
                 self.console.waiting(known, c.min_turrets);
                 last_known = known;
+            }
+            if let Some(why) = self.local.as_mut().and_then(LocalTurrets::exited) {
+                return Err(RunError::Local(why));
             }
             self.tick_status_requests()?;
             self.receive(self.next_status_request)?;

@@ -270,3 +270,59 @@ pub fn count_rows(db: &Path, sql: &str) -> i64 {
             .unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
+
+/// A real HTTP/1.1 server on 127.0.0.1 (keep-alive), counting the requests it served. `/fail`
+/// answers 500. Its threads end with the test process.
+pub struct HttpServer {
+    pub port: u16,
+    pub served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HttpServer {
+    pub fn start() -> HttpServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 4);
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let (code, body) = if head.starts_with("GET /fail") {
+                                ("500 Internal Server Error", "no")
+                            } else {
+                                ("200 OK", "ok")
+                            };
+                            let resp = format!(
+                                "HTTP/1.1 {code}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if stream.write_all(resp.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        HttpServer { port, served }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

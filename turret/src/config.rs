@@ -1,0 +1,117 @@
+//! A turret's config.json (what `oct pack-turrets` writes): the turret entry plus `hq_address`,
+//! `hq_publisher` and `hq_rc`. `script` resolves against the config file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub cannons: u64,
+    pub rampup_secs: u64,
+    /// As written in the config (what the status message reports).
+    pub script: String,
+    /// Where the script really is.
+    pub script_path: PathBuf,
+    pub hq_address: String,
+    pub hq_publisher: u16,
+    pub hq_rc: u16,
+    /// The whole document, handed to scripts.
+    pub raw: Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON at line {line} column {column}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    #[error("{path}: missing required key `{key}`")]
+    Missing { path: PathBuf, key: &'static str },
+    #[error("{path}: `{key}` must be {expected}")]
+    WrongType {
+        path: PathBuf,
+        key: &'static str,
+        expected: &'static str,
+    },
+    #[error("{path}: script {script} not found")]
+    NoScript { path: PathBuf, script: PathBuf },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let doc: Value = serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+            path: path.to_owned(),
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let missing = |key| ConfigError::Missing {
+            path: path.to_owned(),
+            key,
+        };
+        let wrong = |key, expected| ConfigError::WrongType {
+            path: path.to_owned(),
+            key,
+            expected,
+        };
+        let Value::Object(raw) = doc else {
+            return Err(wrong("(top level)", "an object"));
+        };
+        let string = |key: &'static str| match raw.get(key) {
+            None => Err(missing(key)),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(_) => Err(wrong(key, "a non-empty string")),
+        };
+        let int = |key: &'static str, min: u64| match raw.get(key) {
+            None => Err(missing(key)),
+            Some(v) => v.as_u64().filter(|n| *n >= min).ok_or_else(|| {
+                wrong(
+                    key,
+                    if min > 0 {
+                        "a whole number ≥ 1"
+                    } else {
+                        "a whole number"
+                    },
+                )
+            }),
+        };
+        let port = |key: &'static str| {
+            int(key, 1).and_then(|n| u16::try_from(n).map_err(|_| wrong(key, "a port number")))
+        };
+        let script = string("script")?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let script_path = base.join(&script);
+        if !script_path.is_file() {
+            return Err(ConfigError::NoScript {
+                path: path.to_owned(),
+                script: script_path,
+            });
+        }
+        Ok(Config {
+            name: string("name")?,
+            cannons: int("cannons", 1)?,
+            rampup_secs: match raw.get("rampup") {
+                None => 0,
+                Some(_) => int("rampup", 0)?,
+            },
+            script,
+            script_path,
+            hq_address: string("hq_address")?,
+            hq_publisher: port("hq_publisher")?,
+            hq_rc: port("hq_rc")?,
+            raw,
+        })
+    }
+}
