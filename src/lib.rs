@@ -10,6 +10,12 @@
 
 pub mod cli;
 
+// Lua states and hyper allocate many small short-lived objects per transaction; mimalloc
+// beats glibc malloc on the canon loop by ~1.7x (bench/RESULTS.md). In the library so every
+// binary (oct, oct-run, oct-turrets-start…) gets it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;

@@ -26,7 +26,10 @@ fn every_example_project_runs_end_to_end() {
         let (status, text) = p.wait_exit(Duration::from_secs(90));
         assert!(status.success(), "{}:\n{text}", dir.display());
         assert!(text.contains("lost: 0"), "{}:\n{text}", dir.display());
-        let rows = count_rows(&out.path().join("results.sqlite"), "SELECT count(*) FROM result");
+        let rows = count_rows(
+            &out.path().join("results.sqlite"),
+            "SELECT count(*) FROM result",
+        );
         assert!(rows > 0, "{}: no results", dir.display());
         ran += 1;
     }

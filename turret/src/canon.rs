@@ -1,15 +1,18 @@
-//! A canon: one virtual user, on its own thread, looping `setup()`, a timed `run(t)` and
-//! `tear_down()` until told to stop, sending one result per iteration to its turret.
+//! Canons: virtual users. Each loops `setup()`, a timed `run(t)` and `tear_down()` until told to
+//! stop, sending one result per iteration to its turret. A few worker threads, each a
+//! current-thread tokio runtime, host all the canons of a test as local tasks: a canon waiting
+//! on the network costs a parked future, not an OS thread, and Lua states stay on one thread.
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use protocol::{TestResult, Timers};
+use protocol::TestResult;
 
-use crate::engine::{CanonInfo, Engine};
+use crate::engine::{self, CanonInfo, Engine, Iteration};
 
 /// What a canon tells its turret.
 pub enum Event {
@@ -20,71 +23,121 @@ pub enum Event {
 
 pub struct Canon {
     pub info: CanonInfo,
+    /// Rampup: how long after `start` this canon begins.
+    pub delay: Duration,
+}
+
+/// What every canon of a test shares.
+#[derive(Clone)]
+pub struct Shared {
     pub engine: Arc<dyn Engine>,
     /// When the turret received `start`; `elapsed` counts from it.
     pub started: Instant,
-    /// Rampup: when this canon begins.
-    pub delay: Duration,
     pub stop: Arc<AtomicBool>,
     pub events: Sender<Event>,
 }
 
-impl Canon {
-    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name(format!("canon-{}", self.info.index))
-            .spawn(move || self.run())
+/// Starts `workers` threads hosting `canons` (dealt round-robin). Each thread ends when all of
+/// its canons have finished their last iteration after `stop`.
+pub fn spawn_workers(
+    canons: Vec<Canon>,
+    workers: usize,
+    shared: &Shared,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let workers = workers.clamp(1, canons.len().max(1));
+    let mut groups: Vec<Vec<Canon>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, c) in canons.into_iter().enumerate() {
+        groups[i % workers].push(c);
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(w, group)| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("canons-{w}"))
+                .spawn(move || host(group, shared))
+        })
+        .collect()
+}
+
+fn host(group: Vec<Canon>, shared: Shared) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = shared
+                .events
+                .send(Event::Failed(format!("starting a canon runtime: {e}")));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    for canon in group {
+        local.spawn_local(canon.run(shared.clone()));
+    }
+    rt.block_on(local);
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The engine's view of this canon: when to stop, and where results go.
+struct Sink {
+    shared: Shared,
+    turret: String,
+}
+
+impl engine::Canon for Sink {
+    fn keep_going(&self) -> bool {
+        !self.shared.stop.load(Ordering::Relaxed)
     }
 
-    fn run(self) {
-        let begin = self.started + self.delay;
-        while Instant::now() < begin {
-            if self.stop.load(Ordering::Relaxed) {
+    fn report(&self, it: Iteration) {
+        let _ = self.shared.events.send(Event::Result(TestResult {
+            elapsed: self.shared.started.elapsed().as_secs_f64(),
+            epoch: epoch_now(),
+            scriptrun_time: it.scriptrun_time,
+            error: it.error,
+            custom_timers: it.timers,
+            turret_name: Some(self.turret.clone()),
+            seq: None,
+            turret_uuid: None,
+        }));
+    }
+}
+
+impl Canon {
+    async fn run(self, shared: Shared) {
+        let begin = tokio::time::Instant::from_std(shared.started + self.delay);
+        // Wait out the rampup, but notice a stop meanwhile.
+        while tokio::time::Instant::now() < begin {
+            if shared.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let left = begin.saturating_duration_since(Instant::now());
-            std::thread::park_timeout(left.min(Duration::from_millis(20)));
+            let slice = tokio::time::Instant::now() + Duration::from_millis(20);
+            tokio::time::sleep_until(begin.min(slice)).await;
         }
-        let mut script = match self.engine.load(&self.info) {
+        let script = match shared.engine.load(&self.info) {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.events.send(Event::Failed(e.0));
+                let _ = shared.events.send(Event::Failed(e.0));
                 return;
             }
         };
-        while !self.stop.load(Ordering::Relaxed) {
-            let mut timers = Timers::new();
-            let mut scriptrun_time = 0.0;
-            let mut error = match script.setup() {
-                Err(e) => format!("setup: {}", e.0),
-                Ok(()) => {
-                    let t0 = Instant::now();
-                    let outcome = script.run(&mut timers);
-                    scriptrun_time = t0.elapsed().as_secs_f64();
-                    outcome.err().map(|e| e.0).unwrap_or_default()
-                }
-            };
-            if let Err(e) = script.tear_down() {
-                if error.is_empty() {
-                    error = format!("tear_down: {}", e.0);
-                }
-            }
-            let result = TestResult {
-                elapsed: self.started.elapsed().as_secs_f64(),
-                epoch: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0),
-                scriptrun_time,
-                error,
-                custom_timers: timers,
-                turret_name: Some(self.info.turret.clone()),
-                seq: None,
-                turret_uuid: None,
-            };
-            if self.events.send(Event::Result(result)).is_err() {
-                return;
-            }
+        let events = shared.events.clone();
+        let sink = Rc::new(Sink {
+            shared,
+            turret: self.info.turret.clone(),
+        });
+        if let Err(e) = script.run_loop(sink).await {
+            let _ = events.send(Event::Failed(format!("canon {}: {}", self.info.index, e.0)));
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct Config {
     pub hq_address: String,
     pub hq_publisher: u16,
     pub hq_rc: u16,
+    /// Ours: threads hosting the canons (default: the machine's cores).
+    pub workers: usize,
     /// The whole document, handed to scripts.
     pub raw: Map<String, Value>,
 }
@@ -111,6 +113,10 @@ impl Config {
             hq_address: string("hq_address")?,
             hq_publisher: port("hq_publisher")?,
             hq_rc: port("hq_rc")?,
+            workers: match raw.get("workers") {
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Some(_) => int("workers", 1)? as usize,
+            },
             raw,
         })
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use protocol::{Announce, Command, Message, Status, TurretState, EXT_SEQ};
 use serde_json::Value;
 
-use crate::canon::{Canon, Event};
+use crate::canon::{self, Canon, Event, Shared};
 use crate::config::Config;
 use crate::engine::{self, CanonInfo, Engine};
 
@@ -180,24 +180,20 @@ impl Turret {
         let stop = Arc::new(AtomicBool::new(false));
         let n = self.config.cannons;
         let step = Duration::from_secs(self.config.rampup_secs).div_f64(n as f64);
-        let mut canons = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let canon = Canon {
+        let canons: Vec<Canon> = (0..n)
+            .map(|i| Canon {
                 info: self.canon_info(i),
-                engine: Arc::clone(&self.engine),
-                started,
                 delay: step * i as u32,
-                stop: Arc::clone(&stop),
-                events: self.events_tx.clone(),
-            };
-            match canon.spawn() {
-                Ok(h) => canons.push(h),
-                Err(e) => eprintln!(
-                    "oct turret {}: canon {i} not started: {e}",
-                    self.config.name
-                ),
-            }
-        }
+            })
+            .collect();
+        let shared = Shared {
+            engine: Arc::clone(&self.engine),
+            started,
+            stop: Arc::clone(&stop),
+            events: self.events_tx.clone(),
+        };
+        let canons = canon::spawn_workers(canons, self.config.workers, &shared)
+            .map_err(|e| TurretError::Script(format!("starting canon threads: {e}")))?;
         self.sent = 0;
         self.abort_message = None;
         self.test = Some(Test { stop, canons });

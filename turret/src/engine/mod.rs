@@ -3,7 +3,10 @@
 
 pub mod lua;
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
 
 use protocol::Timers;
 use serde_json::Value;
@@ -21,15 +24,36 @@ pub struct CanonInfo {
 #[error("{0}")]
 pub struct ScriptError(pub String);
 
-/// One canon's instance of the user script.
-pub trait Script {
-    fn setup(&mut self) -> Result<(), ScriptError>;
-    /// One timed transaction; fills `timers` with this iteration's custom timers.
-    fn run(&mut self, timers: &mut Timers) -> Result<(), ScriptError>;
-    fn tear_down(&mut self) -> Result<(), ScriptError>;
+/// A future that stays on its canon's thread (Lua states are thread-local).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What one iteration produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iteration {
+    /// Duration of `run()` alone, in seconds.
+    pub scriptrun_time: f64,
+    /// `""` on success, else the error message (`setup: …`/`tear_down: …` for those).
+    pub error: String,
+    pub timers: Timers,
 }
 
-/// Loads a script for a canon.
+/// The canon's side of the loop: whether to go on, and where each iteration goes.
+pub trait Canon {
+    fn keep_going(&self) -> bool;
+    fn report(&self, iteration: Iteration);
+}
+
+/// One canon's instance of the user script. The engine owns the loop (setup, timed run,
+/// tear_down, report, until `keep_going` says no) so that it can run it without crossing into
+/// Rust more than once per iteration. Async, so that one thread hosts many canons.
+pub trait Script {
+    fn run_loop(
+        self: Box<Self>,
+        canon: Rc<dyn Canon>,
+    ) -> LocalFuture<'static, Result<(), ScriptError>>;
+}
+
+/// Loads a script for a canon, on the thread that will run it.
 pub trait Engine: Send + Sync {
     fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError>;
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Turret throughput against wrk, on the same nginx (not a test).
+#   nginx (Debian package) pinned to core 0; wrk, then `oct run --local` (HQ + one turret of 50
+#   canons doing one GET per transaction, every result sent to and stored by the HQ) pinned to
+#   core 1; 10 s each, alternated 3 times. Prints turret RPS / wrk RPS.
+# Then the turret's peak RSS with 1,000 and 10,000 canons.
+# Env: ROUNDS (3), SECS (10), CANONS (50). Needs: apt-get install nginx wrk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}; SECS=${SECS:-10}; CANONS=${CANONS:-50}
+command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 2; }
+cargo build --release --quiet
+OCT=$PWD/target/release/oct
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/nginx/logs"
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 40000;
+daemon off;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  server { listen 127.0.0.1:$port; location / { return 200 "ok\n"; } }
+}
+CONF
+taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+trap 'kill $nginx_pid 2>/dev/null; wait $nginx_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.05)'; done
+
+project() { # $1 dir, $2 canons, $3 run_time
+  mkdir -p "$1/test_scripts"
+  cat >"$1/test_scripts/get.lua" <<LUA
+local url = "http://127.0.0.1:$port/"
+function run(t)
+  local r = http.get(url)
+  if r.status ~= 200 then error("status " .. r.status) end
+end
+LUA
+  cat >"$1/config.json" <<JSON
+{"run_time": $3, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+ "publish_port": 0, "rc_port": 0, "external_publisher": 0, "drain_timeout": 30,
+ "turrets": [{"name": "bench", "cannons": $2, "rampup": 0, "script": "test_scripts/get.lua", "workers": 1}]}
+JSON
+}
+
+project "$work/p" "$CANONS" "$SECS"
+echo "nginx on core 0, load on core 1; $CANONS connections/canons, ${SECS}s each, $ROUNDS rounds"
+ratios=()
+for r in $(seq 1 "$ROUNDS"); do
+  wrk_rps=$(taskset -c 1 wrk -t1 -c"$CANONS" -d"${SECS}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+  out=$(taskset -c 1 "$OCT" run "$work/p" --local --no-results -o "$work/out$r" 2>/dev/null)
+  n=$(echo "$out" | awk '/^transactions:/ {print $2}')
+  lost=$(echo "$out" | awk '/^lost:/ {print $2}')
+  errors=$(echo "$out" | awk '/^errors:/ {print $2}')
+  oct_rps=$(python3 -c "print(f'{$n/$SECS:.0f}')")
+  ratio=$(python3 -c "print(f'{$n/$SECS/$wrk_rps:.3f}')")
+  ratios+=("$ratio")
+  echo "round $r: wrk $wrk_rps req/s | oct turret $oct_rps req/s ($n stored, errors $errors, lost $lost) | ratio ${ratio}x"
+done
+python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'median ratio turret/wrk: {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})')" "${ratios[@]}"
+
+rss() { # $1 canons: peak RSS of the turret process while its canons run
+  project "$work/m$1" "$1" 5
+  taskset -c 1 "$OCT" run "$work/m$1" --local --no-results -o "$work/mout$1" >"$work/m$1.out" 2>&1 &
+  hq=$!
+  peak=0
+  while kill -0 $hq 2>/dev/null; do
+    pid=$(pgrep -f "turret --config-file $work/mout$1/" | head -n1 || true)
+    if [ -n "$pid" ]; then
+      v=$(awk '/VmHWM/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      [ "${v:-0}" -gt "$peak" ] && peak=$v
+    fi
+    python3 -c 'import time; time.sleep(0.2)'
+  done
+  wait $hq || true
+  n=$(awk '/^transactions:/ {print $2}' "$work/m$1.out")
+  echo "RSS with $1 canons: peak $((peak / 1024)) MB ($n transactions in 5 s)"
+}
+rss 1000
+rss 10000
