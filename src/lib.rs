@@ -86,8 +86,19 @@ fn exit(outcome: Result<u8>) -> ExitCode {
 fn dispatch(cmd: Cmd) -> Result<u8> {
     match cmd {
         Cmd::Run(args) => run(args),
-        Cmd::NewProject(_) => not_yet("new-project"),
-        Cmd::PackTurrets(_) => not_yet("pack-turrets"),
+        Cmd::NewProject(args) => {
+            scaffold::new_project(&args.project_name, args.template.as_deref())?;
+            Ok(0)
+        }
+        Cmd::PackTurrets(args) => {
+            let opts = scaffold::PackOptions {
+                project: args.path,
+                config_file: args.config_file,
+                python: args.python,
+            };
+            scaffold::pack_turrets(&opts, &mut std::io::stdout(), &mut std::io::stderr())?;
+            Ok(0)
+        }
         Cmd::RebuildResults(_) => not_yet("rebuild-results"),
         Cmd::ResultsToCsv(_) => not_yet("results-to-csv"),
         Cmd::Turret(args) => turret(args),
@@ -95,11 +106,28 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
 }
 
 fn turret(args: cli::TurretArgs) -> Result<u8> {
-    let Some(config_file) = args.config_file else {
-        return not_yet("turret --tar");
+    // Keeps the unpacked tarball alive (and removes it) for as long as the turret runs.
+    let mut unpacked = None;
+    let config_file = match (args.config_file, args.tar) {
+        (Some(file), _) => file,
+        (None, Some(tar)) => {
+            let u = scaffold::unpack_turret(&tar)?;
+            let config = u.config();
+            let dir = u.dir().to_owned();
+            // Ctrl-C must not leave the unpacked copy behind.
+            ctrlc_handler(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::process::exit(130);
+            })?;
+            unpacked = Some(u);
+            config
+        }
+        (None, None) => bail!("give --config-file FILE or --tar X.tar.gz"),
     };
     let config = turret::Config::load(&config_file)?;
-    turret::run(config)?;
+    let outcome = turret::run(config);
+    drop(unpacked);
+    outcome?;
     Ok(0)
 }
 

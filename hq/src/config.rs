@@ -398,7 +398,7 @@ mod tests {
         let packed = c.turrets[0].turret_config(&c, c.publish_port, c.rc_port);
         assert_eq!(
             packed.to_string(),
-            r#"{"cannons":2,"hq_address":"127.0.0.1","hq_publisher":5000,"hq_rc":5011,"name":"navigation","rampup":0,"script":"test_scripts/v_user.py"}"#
+            r#"{"name":"navigation","cannons":2,"rampup":0,"script":"test_scripts/v_user.py","hq_address":"127.0.0.1","hq_publisher":5000,"hq_rc":5011}"#
         );
     }
 

@@ -64,11 +64,13 @@ impl Command {
     fn msg_json(&self) -> String {
         match self {
             Command::StatusRequest(None) | Command::Kill => "null".to_owned(),
-            Command::StatusRequest(Some(a)) => serde_json::json!({
-                "protocol": a.protocol,
-                "extensions": a.extensions,
-            })
-            .to_string(),
+            // Written by hand: the wire must not depend on serde_json's map-order feature,
+            // which any crate in a workspace can switch on.
+            Command::StatusRequest(Some(a)) => format!(
+                "{{\"protocol\":{},\"extensions\":{}}}",
+                a.protocol,
+                serde_json::to_string(&a.extensions).unwrap_or_else(|_| "[]".into())
+            ),
             Command::SetTransactionContext(v) => v.to_string(),
             Command::Start => "\"open fire\"".to_owned(),
             Command::Stop => "\"premature stop\"".to_owned(),
@@ -177,7 +179,7 @@ mod tests {
     fn encodes_our_announcement_in_status_request() {
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::ours()))),
-            r#" {"command":"status_request","msg":{"extensions":["seq"],"protocol":1}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq"]}}"#
         );
     }
 

@@ -326,3 +326,29 @@ impl HttpServer {
         self.served.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Ports the OS hands out now (bound, then released), for configs that must name real ports
+/// before the HQ starts (packed turrets).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
+/// The names and contents of a .tar.gz, in archive order.
+pub fn tar_listing(path: &Path) -> Vec<(String, String)> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut text = String::new();
+            let _ = e.read_to_string(&mut text);
+            (name, text)
+        })
+        .collect()
+}

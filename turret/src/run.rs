@@ -80,7 +80,7 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         _ctx: ctx,
     };
     // Load the script once now, so a broken script is reported before any test.
-    if let Err(e) = turret.engine.load(&turret.canon_info(0)) {
+    if let Err(e) = turret.engine.check() {
         turret.state = TurretState::Aborted;
         turret.abort_message = Some(e.0.clone());
         turret.send_status()?;

@@ -91,6 +91,16 @@ fn err(e: mlua::Error) -> ScriptError {
 }
 
 impl Engine for LuaEngine {
+    fn check(&self) -> Result<(), ScriptError> {
+        let info = CanonInfo {
+            index: 0,
+            turret: String::new(),
+            context: serde_json::json!({}),
+            config: serde_json::json!({}),
+        };
+        self.load(&info).map(drop)
+    }
+
     fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError> {
         let lua = Lua::new();
         // Most garbage of a transaction dies young (response tables, strings): generational

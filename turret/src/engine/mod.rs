@@ -2,6 +2,7 @@
 //! the canon drives it. NOTE: an error from `run` is data (the result's `error`), never a crash.
 
 pub mod lua;
+pub mod process;
 
 use std::future::Future;
 use std::path::Path;
@@ -55,20 +56,17 @@ pub trait Script {
 
 /// Loads a script for a canon, on the thread that will run it.
 pub trait Engine: Send + Sync {
+    /// Loads the script once, outside any test, so a broken script is reported at start.
+    fn check(&self) -> Result<(), ScriptError>;
     fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError>;
 }
 
-/// The engine for `path`, by extension.
+/// The engine for `path`, by extension: `.lua` embedded, `.py` through the Python adapter,
+/// anything else executable through the JSON-lines protocol.
 pub fn for_script(path: &Path) -> Result<Box<dyn Engine>, ScriptError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("lua") => Ok(Box::new(lua::LuaEngine::read(path)?)),
-        Some(ext) => Err(ScriptError(format!(
-            "{}: no script engine for .{ext} files yet (supported: .lua)",
-            path.display()
-        ))),
-        None => Err(ScriptError(format!(
-            "{}: no script engine for files without an extension yet (supported: .lua)",
-            path.display()
-        ))),
+        Some("py") => Ok(Box::new(process::ProcessEngine::python(path)?)),
+        _ => Ok(Box::new(process::ProcessEngine::executable(path)?)),
     }
 }

@@ -1,0 +1,318 @@
+//! Scripts in their own processes, driven over stdin/stdout with JSON lines
+//! (docs/process-protocol.md): OCT's Python scripts through an embedded adapter, and any other
+//! executable that speaks the protocol. One worker process per canon, so canons run in parallel
+//! whatever the language (OCT's Python canons share one GIL).
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use super::{Canon, CanonInfo, Engine, Iteration, LocalFuture, Script, ScriptError};
+
+/// The adapter and the `oct_turrets` stand-in package, written to a private folder at start.
+const PYTHON_FILES: &[(&str, &str)] = &[
+    ("oct_worker.py", include_str!("../../python/oct_worker.py")),
+    (
+        "oct_turrets/__init__.py",
+        include_str!("../../python/oct_turrets/__init__.py"),
+    ),
+    (
+        "oct_turrets/base.py",
+        include_str!("../../python/oct_turrets/base.py"),
+    ),
+    (
+        "oct_turrets/tools.py",
+        include_str!("../../python/oct_turrets/tools.py"),
+    ),
+];
+
+/// A worker that dies this many times in a row without completing an iteration aborts its canon.
+const MAX_RESTARTS: u32 = 3;
+/// How long a worker may take to answer `check` or `init` (imports can be slow).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Launch {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
+    /// The script, for messages.
+    script: PathBuf,
+}
+
+pub struct ProcessEngine {
+    launch: Launch,
+    /// Keeps the adapter's folder alive as long as the engine.
+    _support: Option<Arc<tempfile::TempDir>>,
+}
+
+impl ProcessEngine {
+    /// An OCT Python script, run by `python3` (or `$OCT_PYTHON`) through the adapter.
+    pub fn python(script: &Path) -> Result<Self, ScriptError> {
+        let dir = tempfile::Builder::new()
+            .prefix("oct-python-")
+            .tempdir()
+            .map_err(|e| ScriptError(format!("creating the Python adapter folder: {e}")))?;
+        for (rel, text) in PYTHON_FILES {
+            let path = dir.path().join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| ScriptError(format!("{}: {e}", parent.display())))?;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| ScriptError(format!("{}: {e}", path.display())))?;
+        }
+        let mut pythonpath = OsString::from(dir.path());
+        if let Some(old) = std::env::var_os("PYTHONPATH") {
+            pythonpath.push(":");
+            pythonpath.push(old);
+        }
+        let program = std::env::var_os("OCT_PYTHON").unwrap_or_else(|| "python3".into());
+        Ok(ProcessEngine {
+            launch: Launch {
+                program,
+                args: vec![dir.path().join("oct_worker.py").into(), script.into()],
+                env: vec![
+                    ("PYTHONPATH".into(), pythonpath),
+                    ("PYTHONUNBUFFERED".into(), "1".into()),
+                ],
+                script: script.to_owned(),
+            },
+            _support: Some(Arc::new(dir)),
+        })
+    }
+
+    /// Any executable speaking the JSON-lines protocol.
+    pub fn executable(script: &Path) -> Result<Self, ScriptError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(script)
+            .map_err(|e| ScriptError(format!("{}: {e}", script.display())))?;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(ScriptError(format!(
+                "{}: not executable (chmod +x it, or use a .lua or .py script)",
+                script.display()
+            )));
+        }
+        Ok(ProcessEngine {
+            launch: Launch {
+                program: script.into(),
+                args: Vec::new(),
+                env: Vec::new(),
+                script: script.to_owned(),
+            },
+            _support: None,
+        })
+    }
+}
+
+fn parse_reply(line: &str, script: &Path) -> Result<Value, ScriptError> {
+    serde_json::from_str(line).map_err(|e| {
+        ScriptError(format!(
+            "{}: the worker answered something that is not JSON ({e}): {}",
+            script.display(),
+            line.chars().take(200).collect::<String>()
+        ))
+    })
+}
+
+fn check_ok(reply: &Value) -> Result<(), ScriptError> {
+    if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+        Ok(())
+    } else {
+        let e = reply
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("the worker refused");
+        Err(ScriptError(e.to_owned()))
+    }
+}
+
+impl Engine for ProcessEngine {
+    fn check(&self) -> Result<(), ScriptError> {
+        let l = &self.launch;
+        let mut child = std::process::Command::new(&l.program)
+            .args(&l.args)
+            .envs(l.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| ScriptError(format!("starting {}: {e}", l.program.to_string_lossy())))?;
+        let mut stdin = child.stdin.take();
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(b"{\"op\": \"check\"}\n");
+        }
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let _ = BufReader::new(out).read_line(&mut line);
+            }
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        drop(stdin);
+        let _ = child.kill();
+        let status = child.wait().ok();
+        if line.trim().is_empty() {
+            return Err(ScriptError(format!(
+                "{}: the worker exited without answering ({})",
+                l.script.display(),
+                status.map(|s| s.to_string()).unwrap_or_default()
+            )));
+        }
+        check_ok(&parse_reply(&line, &l.script)?)
+    }
+
+    fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError> {
+        Ok(Box::new(ProcessScript {
+            launch: self.launch.clone(),
+            info: canon.clone(),
+        }))
+    }
+}
+
+struct ProcessScript {
+    launch: Launch,
+    info: CanonInfo,
+}
+
+struct Worker {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    script: PathBuf,
+}
+
+impl Worker {
+    async fn start(l: &Launch, info: &CanonInfo) -> Result<Worker, ScriptError> {
+        let mut child = tokio::process::Command::new(&l.program)
+            .args(&l.args)
+            .envs(l.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ScriptError(format!("starting {}: {e}", l.program.to_string_lossy())))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| ScriptError("no stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| ScriptError("no stdout".into()))?;
+        let mut w = Worker {
+            _child: child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            script: l.script.clone(),
+        };
+        let init = json!({
+            "op": "init",
+            "config": info.config,
+            "context": info.context,
+            "canon": info.index,
+            "turret": info.turret,
+        });
+        let reply = tokio::time::timeout(START_TIMEOUT, w.ask(&init))
+            .await
+            .map_err(|_| {
+                ScriptError(format!(
+                    "{}: the worker did not start in {START_TIMEOUT:?}",
+                    l.script.display()
+                ))
+            })??;
+        check_ok(&reply)?;
+        Ok(w)
+    }
+
+    async fn ask(&mut self, msg: &Value) -> Result<Value, ScriptError> {
+        let mut line = msg.to_string();
+        line.push('\n');
+        let gone = |e: std::io::Error| ScriptError(format!("the worker is gone: {e}"));
+        self.stdin.write_all(line.as_bytes()).await.map_err(gone)?;
+        self.stdin.flush().await.map_err(gone)?;
+        match self.lines.next_line().await.map_err(gone)? {
+            Some(line) => parse_reply(&line, &self.script),
+            None => Err(ScriptError("the worker exited".into())),
+        }
+    }
+
+    async fn iteration(&mut self) -> Result<Iteration, ScriptError> {
+        let reply = self.ask(&json!({"op": "iteration"})).await?;
+        let scriptrun_time = reply
+            .get("scriptrun_time")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let error = match reply.get("error") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let mut timers: Vec<(String, f64)> = reply
+            .get("custom_timers")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        timers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Iteration {
+            scriptrun_time,
+            error,
+            timers,
+        })
+    }
+}
+
+impl Script for ProcessScript {
+    fn run_loop(
+        self: Box<Self>,
+        canon: Rc<dyn Canon>,
+    ) -> LocalFuture<'static, Result<(), ScriptError>> {
+        Box::pin(async move {
+            let mut failures = 0u32;
+            'workers: while canon.keep_going() {
+                let mut worker = Worker::start(&self.launch, &self.info).await?;
+                while canon.keep_going() {
+                    match worker.iteration().await {
+                        Ok(it) => {
+                            failures = 0;
+                            canon.report(it);
+                        }
+                        Err(e) => {
+                            // The iteration in flight is lost with its worker: say so as data.
+                            canon.report(Iteration {
+                                scriptrun_time: 0.0,
+                                error: format!("worker died: {}", e.0),
+                                timers: Vec::new(),
+                            });
+                            failures += 1;
+                            if failures >= MAX_RESTARTS {
+                                return Err(ScriptError(format!(
+                                    "{}: the worker died {failures} times in a row: {}",
+                                    self.launch.script.display(),
+                                    e.0
+                                )));
+                            }
+                            continue 'workers;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
