@@ -103,9 +103,6 @@ impl Engine for LuaEngine {
 
     fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError> {
         let lua = Lua::new();
-        // Most garbage of a transaction dies young (response tables, strings): generational
-        // collection handles that with far less marking than the incremental default.
-        lua.gc_gen(0, 0);
         install(&lua, canon).map_err(err)?;
         let name = format!(
             "@{}",
