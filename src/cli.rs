@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Use this config instead of PROJECT/config.json.
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
+    /// Connect the external publisher to a forwarder instead of binding it.
+    #[arg(long)]
+    pub with_forwarder: bool,
+    /// The forwarder, as IP:PORT (default 127.0.0.1:<external_publisher>).
+    #[arg(long, value_name = "IP:PORT", requires = "with_forwarder")]
+    pub forwarder_address: Option<String>,
     /// Also start every turret of the config on this machine, and stop them at the end.
     #[arg(long)]
     pub local: bool,
@@ -83,8 +89,8 @@ pub struct RebuildArgs {
     /// The config.json of the run (for results_ts_interval and the turrets).
     pub config_file: PathBuf,
     /// The results database (default RESULTS_DIR/results.sqlite).
-    #[arg(short = 'f', long = "db-file", value_name = "SQLITE")]
-    pub db_file: Option<PathBuf>,
+    #[arg(short = 'f', long = "results-file", value_name = "SQLITE")]
+    pub results_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -145,6 +145,7 @@ fn run(args: RunArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| project.join("config.json"));
     let config = hq::Config::load(&config_path)?;
+    let external_publisher = config.external_publisher;
     let results_dir = args
         .output_dir
         .clone()
@@ -164,6 +165,11 @@ fn run(args: RunArgs) -> Result<u8> {
             .publisher_channel
             .clone()
             .unwrap_or_else(hq::random_topic),
+        forwarder: args.with_forwarder.then(|| {
+            args.forwarder_address
+                .clone()
+                .unwrap_or_else(|| format!("127.0.0.1:{external_publisher}"))
+        }),
         local_turrets,
         shutdown,
     };

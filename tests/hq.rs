@@ -318,3 +318,60 @@ fn ctrl_c_once_stops_gracefully_and_stores_everything() {
         201
     );
 }
+
+#[test]
+fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwarder() {
+    for forwarder in [false, true] {
+        let project = Project::new(config(1.5, 1, one_turret()));
+        let ctx = zmq::Context::new();
+        let sub = ctx.socket(zmq::SUB).unwrap();
+        sub.set_subscribe(b"").unwrap();
+        let out = project.results_dir();
+        let mut args = vec![
+            "run",
+            project.path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-results",
+            "-p",
+            "mytopic",
+        ];
+        let forwarder_address;
+        if forwarder {
+            // The forwarder's side: our SUB binds, the HQ's PUB connects to it.
+            sub.bind("tcp://127.0.0.1:*").unwrap();
+            forwarder_address = sub
+                .get_last_endpoint()
+                .unwrap()
+                .unwrap()
+                .trim_start_matches("tcp://")
+                .to_owned();
+            args.extend([
+                "--with-forwarder",
+                "--forwarder-address",
+                forwarder_address.as_str(),
+            ]);
+        }
+        let mut hq = Proc::spawn(oct(&args));
+        let (publish, rc, external) = hq.hq_ports();
+        if !forwarder {
+            sub.connect(&format!("tcp://127.0.0.1:{external}")).unwrap();
+        }
+        let turret = TestTurret::connect("navigation", "u-x", publish, rc);
+        turret.expect("start", "ready");
+        // Keep sending until the subscription is live (PUB drops for late subscribers).
+        let frame = result_frame(3, Some("navigation"));
+        let got = wait_until(T, "a re-published result", || {
+            turret.send(&frame);
+            if sub.poll(zmq::POLLIN, 50).unwrap() > 0 {
+                return Some(sub.recv_multipart(0).unwrap());
+            }
+            None
+        });
+        assert_eq!(got, vec![b"mytopic".to_vec(), frame.clone().into_bytes()]);
+        turret.expect("stop", "Running");
+        turret.send(turret.status("ready"));
+        let (status, text) = hq.wait_exit(T);
+        assert!(status.success(), "{text}");
+    }
+}

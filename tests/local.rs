@@ -120,6 +120,8 @@ fn a_script_with_a_syntax_error_fails_clearly() {
         out.contains("local turret") && out.contains("exited"),
         "{out}"
     );
-    let log = std::fs::read_to_string(p.results_dir().join("turrets/navigation.log")).unwrap();
+    // The log the message names (whichever turret failed first) holds the Lua error.
+    let log_path = out.split("; see ").nth(1).unwrap().lines().next().unwrap();
+    let log = std::fs::read_to_string(log_path).unwrap();
     assert!(log.contains("v_user.lua:1:"), "{log}");
 }

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub results_dir: PathBuf,
     /// The topic of the external publisher.
     pub publisher_channel: String,
+    /// Connect the external publisher to this forwarder (`ip:port`) instead of binding it.
+    pub forwarder: Option<String>,
     /// Start each turret of the config as a child process of this program (`oct turret`).
     pub local_turrets: Option<PathBuf>,
     pub shutdown: Shutdown,
@@ -123,7 +125,12 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         source,
     })?;
     let c = &opts.config;
-    let sockets = Sockets::bind(c.publish_port, c.rc_port, c.external_publisher)?;
+    let sockets = Sockets::bind(
+        c.publish_port,
+        c.rc_port,
+        c.external_publisher,
+        opts.forwarder.as_deref(),
+    )?;
     let db_path = dir.join("results.sqlite");
     let writer = Writer::spawn(store::create(&db_path)?);
     let console = Console::new(c.progress_bar);

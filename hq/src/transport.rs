@@ -28,6 +28,8 @@ pub enum TransportError {
         port: u16,
         source: zmq::Error,
     },
+    #[error("--forwarder-address {address}: {source}")]
+    Forwarder { address: String, source: zmq::Error },
     #[error("ZeroMQ: {0}")]
     Zmq(#[from] zmq::Error),
 }
@@ -61,11 +63,36 @@ fn bind(
 }
 
 impl Sockets {
-    pub fn bind(publish: u16, rc: u16, external: u16) -> Result<Sockets, TransportError> {
+    /// Binds the sockets; with `forwarder`, the external publisher connects to that
+    /// `ip:port` instead of binding (OCT's `--with-forwarder`).
+    pub fn bind(
+        publish: u16,
+        rc: u16,
+        external: u16,
+        forwarder: Option<&str>,
+    ) -> Result<Sockets, TransportError> {
         let ctx = zmq::Context::new();
         let (commands, publish) = bind(&ctx, zmq::PUB, "publish_port", publish)?;
         let (results, rc) = bind(&ctx, zmq::PULL, "rc_port", rc)?;
-        let (external, external_port) = bind(&ctx, zmq::PUB, "external_publisher", external)?;
+        let (external, external_port) = match forwarder {
+            None => bind(&ctx, zmq::PUB, "external_publisher", external)?,
+            Some(address) => {
+                let socket = ctx.socket(zmq::PUB)?;
+                socket.set_linger(1000)?;
+                socket
+                    .connect(&format!("tcp://{address}"))
+                    .map_err(|source| TransportError::Forwarder {
+                        address: address.to_owned(),
+                        source,
+                    })?;
+                let port = address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                (socket, port)
+            }
+        };
         Ok(Sockets {
             commands,
             results,

@@ -352,3 +352,33 @@ pub fn tar_listing(path: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A virtualenv holding the real oct-turrets 0.2.8 (PyPI) and pyzmq, made once per target dir.
+/// Returns its `bin/` folder.
+pub fn real_oct_turrets() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oct-turrets-0.2.8-venv");
+    let bin = venv.join("bin");
+    if bin.join("oct-turrets-start").is_file() {
+        return bin;
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        ok,
+        "python3 -m venv failed (Python 3.11 with venv is needed for oct-turrets 0.2.8)"
+    );
+    let out = Command::new(bin.join("pip"))
+        .args(["install", "-q", "oct-turrets==0.2.8", "pyzmq", "six"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install oct-turrets==0.2.8 failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
