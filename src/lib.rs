@@ -99,8 +99,12 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
             scaffold::pack_turrets(&opts, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(0)
         }
-        Cmd::RebuildResults(_) => not_yet("rebuild-results"),
-        Cmd::ResultsToCsv(_) => not_yet("results-to-csv"),
+        Cmd::RebuildResults(args) => rebuild(args),
+        Cmd::ResultsToCsv(args) => {
+            let n = hq::csv::export(&args.result_file, &args.output_file, &args.delimiter)?;
+            eprintln!("oct: {n} results written to {}", args.output_file.display());
+            Ok(0)
+        }
         Cmd::Turret(args) => turret(args),
     }
 }
@@ -131,8 +135,44 @@ fn turret(args: cli::TurretArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn not_yet(what: &str) -> Result<u8> {
-    bail!("`{what}` is not implemented yet")
+fn rebuild(args: cli::RebuildArgs) -> Result<u8> {
+    if !args.results_dir.is_dir() {
+        bail!("{}: no such results folder", args.results_dir.display());
+    }
+    let config = hq::Config::load(&args.config_file)?;
+    let database = args
+        .results_file
+        .clone()
+        .unwrap_or_else(|| args.results_dir.join("results.sqlite"));
+    let out = report(&config, &args.results_dir, &database)?;
+    println!("{}", out.html.display());
+    Ok(0)
+}
+
+/// Renders the report of `database` into `dir` and says where it is.
+fn report(config: &hq::Config, dir: &Path, database: &Path) -> Result<hq::report::ReportOutput> {
+    let project = config.path.parent().unwrap_or(Path::new("."));
+    let title = std::fs::canonicalize(project)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "oct".to_owned());
+    let input = hq::report::ReportInput {
+        results_dir: dir,
+        database,
+        interval_secs: config.results_ts_interval_secs,
+        title,
+        config_turrets: &config.turrets,
+        css: hq::report::css_for_project(project),
+        progress: true,
+    };
+    let out = hq::report::render(&input)?;
+    eprintln!(
+        "oct: report: {} ({} transactions; summary in {})",
+        out.html.display(),
+        out.transactions,
+        out.summary_json.display()
+    );
+    Ok(out)
 }
 
 fn run(args: RunArgs) -> Result<u8> {
@@ -176,17 +216,9 @@ fn run(args: RunArgs) -> Result<u8> {
     let summary = hq::run(&opts)?;
     println!("{summary}");
     if !args.no_results {
-        report_pending(&opts.results_dir);
+        report(&opts.config, &opts.results_dir, &summary.database)?;
     }
     Ok(0)
-}
-
-/// The HTML report lands with its own issue; until then say where the data is.
-fn report_pending(dir: &Path) {
-    eprintln!(
-        "oct: results stored in {} (the HTML report is not implemented yet)",
-        dir.display()
-    );
 }
 
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {

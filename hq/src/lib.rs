@@ -16,13 +16,21 @@
 //! `store` owns results.sqlite: OCT's two tables byte-identical, our extra tables, and the writer
 //! thread that commits one transaction per burst.
 //!
+//! `stats` owns the streaming statistics of a series (exact moments, percentiles, intervals);
+//! `report` owns results.html, its SVG graphs (`report::svg`, hand-written, no font or graphics
+//! library) and summary.json, computed in one pass over any results.sqlite (ours or OCT's);
+//! `csv` owns OCT's CSV export.
+//!
 //! `summary` owns the numbers a run ends with; `console` owns what the operator sees while it
 //! runs; `local` owns the child turret processes of `oct run --local`.
 
 pub mod config;
 mod console;
+pub mod csv;
 pub mod local;
+pub mod report;
 pub mod run;
+pub mod stats;
 pub mod store;
 pub mod summary;
 pub mod transport;

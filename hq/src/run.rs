@@ -198,6 +198,11 @@ impl Hq<'_> {
             self.tick_status_requests()?;
             self.receive(deadline.min(Instant::now() + PROGRESS_EVERY))?;
             self.progress();
+            if self.all_aborted() {
+                self.console
+                    .warn("every turret has aborted or was killed: stopping the test early");
+                break;
+            }
         }
         if self.opts.shutdown.presses() >= 2 {
             return Ok(());
@@ -232,6 +237,13 @@ impl Hq<'_> {
             .iter()
             .filter(|t| matches!(t.status.status, TurretState::Ready | TurretState::Running))
             .count()
+    }
+
+    fn all_aborted(&self) -> bool {
+        let mut started = self.turrets.iter().filter(|t| t.started).peekable();
+        started.peek().is_some()
+            && started
+                .all(|t| matches!(t.status.status, TurretState::Aborted | TurretState::Killed))
     }
 
     fn all_stopped(&self) -> bool {

@@ -210,6 +210,9 @@ fn write_loop(conn: &mut Connection, rx: Receiver<Op>) -> Result<u64, StoreError
         }
         total += apply(conn, &mut ops)? as u64;
     }
+    // Leave a plain single-file database, as OCT's: no -wal/-shm beside it for readers (or
+    // copies) to trip over. Everything is committed already; failure here loses nothing.
+    let _ = conn.pragma_update(None, "journal_mode", "DELETE");
     Ok(total)
 }
 

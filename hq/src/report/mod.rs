@@ -1,0 +1,576 @@
+//! The report (DESIGN §7): `results.html` (askama, CSS and SVG inline, readable offline), the
+//! graphs again as SVG files beside it, and `summary.json` for machines. Computed in one
+//! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
+
+mod scan;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use chrono::{Local, TimeZone};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::json;
+
+use crate::config::TurretEntry;
+use crate::stats::{two_decimals, Series, Summary};
+use scan::Scan;
+
+/// The stylesheet used when the project has no `templates/report.css` of its own.
+pub const DEFAULT_CSS: &str = include_str!("../../../templates/report.css");
+
+/// Error messages listed in the report at most.
+const MAX_ERROR_ROWS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rendering the report: {0}")]
+    Render(#[from] askama::Error),
+}
+
+/// What to render, and where.
+pub struct ReportInput<'a> {
+    pub results_dir: &'a Path,
+    pub database: &'a Path,
+    pub interval_secs: u64,
+    pub title: String,
+    /// Shown in the workload table when the database has no turret rows.
+    pub config_turrets: &'a [TurretEntry],
+    pub css: String,
+    /// Print progress while scanning (a long rebuild).
+    pub progress: bool,
+}
+
+/// What was written.
+#[derive(Debug)]
+pub struct ReportOutput {
+    pub html: PathBuf,
+    pub summary_json: PathBuf,
+    pub transactions: u64,
+}
+
+/// The project's `templates/report.css` if it has one, else ours.
+pub fn css_for_project(project: &Path) -> String {
+    std::fs::read_to_string(project.join("templates").join("report.css"))
+        .unwrap_or_else(|_| DEFAULT_CSS.to_owned())
+}
+
+struct TurretView {
+    name: String,
+    uuid: String,
+    cannons: String,
+    rampup: String,
+    script: String,
+    status: String,
+    updated_at: String,
+}
+
+struct BreakdownView {
+    name: String,
+    count: u64,
+    errors: u64,
+    min: String,
+    avg: String,
+    max: String,
+}
+
+struct SummaryView {
+    count: u64,
+    min: String,
+    avg: String,
+    p50: String,
+    p80: String,
+    p90: String,
+    p95: String,
+    p99: String,
+    p999: String,
+    max: String,
+    stdev: String,
+}
+
+impl From<&Summary> for SummaryView {
+    fn from(s: &Summary) -> Self {
+        SummaryView {
+            count: s.count,
+            min: two_decimals(s.min),
+            avg: two_decimals(s.avg),
+            p50: two_decimals(s.p50),
+            p80: two_decimals(s.p80),
+            p90: two_decimals(s.p90),
+            p95: two_decimals(s.p95),
+            p99: two_decimals(s.p99),
+            p999: two_decimals(s.p999),
+            max: two_decimals(s.max),
+            stdev: s.stdev.map_or_else(|| "-".to_owned(), two_decimals),
+        }
+    }
+}
+
+struct IntervalView {
+    start: String,
+    count: u64,
+    rate: String,
+    min: String,
+    avg: String,
+    p80: String,
+    p90: String,
+    p95: String,
+    max: String,
+    stdev: String,
+}
+
+struct SeriesView {
+    name: String,
+    anchor: String,
+    summary: SummaryView,
+    note: String,
+    intervals: Vec<IntervalView>,
+    response_svg: String,
+    throughput_svg: String,
+    raw_svg: String,
+}
+
+struct ErrorView {
+    message: String,
+    count: u64,
+    first: String,
+    last: String,
+}
+
+struct RejectedView {
+    kind: String,
+    count: u64,
+    first_error: String,
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct Page {
+    title: String,
+    css: String,
+    version: &'static str,
+    transactions: u64,
+    errors: u64,
+    error_rate: String,
+    run_time: String,
+    start: String,
+    finish: String,
+    interval: u64,
+    rejected_total: String,
+    lost: String,
+    turrets: Vec<TurretView>,
+    per_turret: Vec<BreakdownView>,
+    series: Vec<SeriesView>,
+    error_rows: Vec<ErrorView>,
+    errors_truncated: bool,
+    rejected: Vec<RejectedView>,
+}
+
+fn local_time(epoch: f64) -> String {
+    Local
+        .timestamp_opt(epoch.floor() as i64, 0)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A file-name- and anchor-safe form of a timer name (OCT crashes on `/`).
+pub fn slug(i: usize, name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("s{i}-{s}")
+}
+
+fn db_error(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Database {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn table_exists(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .ok()
+    .flatten()
+    .is_some()
+}
+
+fn meta(conn: &Connection, key: &str) -> Option<String> {
+    if !table_exists(conn, "oct_run") {
+        return None;
+    }
+    conn.query_row("SELECT value FROM oct_run WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .ok()
+    .flatten()
+}
+
+fn series_view(i: usize, s: &mut Series, interval: u64, origin: f64) -> (SeriesView, Summary) {
+    let summary = s.summary();
+    let note = if s.exact() {
+        "Percentiles are exact (linear interpolation, as OCT computes them).".to_owned()
+    } else {
+        "Percentiles are from an HdrHistogram (3 significant digits).".to_owned()
+    };
+    let mut avg = Vec::new();
+    let mut p80 = Vec::new();
+    let mut p90 = Vec::new();
+    let mut rows = Vec::with_capacity(s.intervals.len());
+    for (start, agg) in &s.intervals {
+        let m = agg.summary();
+        let x = *start as f64 - origin;
+        avg.push((x, m.avg));
+        p80.push((x, m.p80));
+        p90.push((x, m.p90));
+        rows.push(IntervalView {
+            start: local_time(*start as f64),
+            count: m.count,
+            rate: format!("{:.2}", m.count as f64 / interval as f64),
+            min: two_decimals(m.min),
+            avg: two_decimals(m.avg),
+            p80: two_decimals(m.p80),
+            p90: two_decimals(m.p90),
+            p95: two_decimals(m.p95),
+            max: two_decimals(m.max),
+            stdev: m.stdev.map_or_else(|| "-".to_owned(), two_decimals),
+        });
+    }
+    // A true per-second rate: transactions that ended in each second, zeros included.
+    let mut rate = Vec::new();
+    if let (Some((&first, _)), Some((&last, _))) = (
+        s.per_second.first_key_value(),
+        s.per_second.last_key_value(),
+    ) {
+        for sec in first..=last {
+            rate.push((
+                sec as f64 - origin,
+                *s.per_second.get(&sec).unwrap_or(&0) as f64,
+            ));
+        }
+    }
+    let raw: Vec<(f64, f64)> = s.raw.iter().map(|(e, v)| (e - origin, *v)).collect();
+    let name = s.name.clone();
+    let x = "elapsed time (s)";
+    let view = SeriesView {
+        anchor: slug(i, &name),
+        response_svg: svg::lines(
+            &format!("{name}: response time per {interval} s interval"),
+            x,
+            "seconds",
+            &[
+                svg::Line {
+                    label: "average",
+                    color: "#2b6cb0",
+                    points: avg,
+                },
+                svg::Line {
+                    label: "80th percentile",
+                    color: "#dd6b20",
+                    points: p80,
+                },
+                svg::Line {
+                    label: "90th percentile",
+                    color: "#c53030",
+                    points: p90,
+                },
+            ],
+        ),
+        throughput_svg: svg::lines(
+            &format!("{name}: throughput"),
+            x,
+            "transactions per second",
+            &[svg::Line {
+                label: "transactions/s",
+                color: "#2f855a",
+                points: rate,
+            }],
+        ),
+        raw_svg: svg::scatter(
+            &format!(
+                "{name}: raw response times ({} of {} points)",
+                s.raw.len(),
+                s.count()
+            ),
+            x,
+            "seconds",
+            &raw,
+            "#553c9a",
+        ),
+        summary: SummaryView::from(&summary),
+        note,
+        intervals: rows,
+        name,
+    };
+    (view, summary)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|source| ReportError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Renders results.html, the SVG files and summary.json into `results_dir`.
+pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
+    let db = input.database;
+    if !db.is_file() {
+        return Err(db_error(db, "no such results database"));
+    }
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| db_error(db, e))?;
+    if !table_exists(&conn, "result") {
+        return Err(db_error(db, "not a results database (no `result` table)"));
+    }
+    let interval = input.interval_secs.max(1);
+    let mut scan = Scan::run(&conn, interval, input.progress).map_err(|e| db_error(db, e))?;
+    let (first, last) = (scan.first_epoch, scan.last_epoch);
+    let start_epoch = meta(&conn, "start")
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .or(first);
+    let finish_epoch = meta(&conn, "finish")
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .or(last);
+    let origin = start_epoch.unwrap_or(0.0).floor();
+
+    let mut series = Vec::new();
+    let mut summaries = Vec::new();
+    if scan.all.count() > 0 {
+        let (v, s) = series_view(0, &mut scan.all, interval, origin);
+        series.push(v);
+        summaries.push(("All transactions".to_owned(), s));
+        for (i, t) in scan.timers.iter_mut().enumerate() {
+            let (v, s) = series_view(i + 1, t, interval, origin);
+            series.push(v);
+            summaries.push((t.name.clone(), s));
+        }
+    }
+
+    let mut turrets = Vec::new();
+    if table_exists(&conn, "turret") {
+        let mut stmt = conn
+            .prepare("SELECT name, uuid, cannons, rampup, script, status, updated_at FROM turret ORDER BY id")
+            .map_err(|e| db_error(db, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TurretView {
+                    name: r.get(0)?,
+                    uuid: r.get(1)?,
+                    cannons: r.get::<_, i64>(2)?.to_string(),
+                    rampup: r.get::<_, i64>(3)?.to_string(),
+                    script: r.get(4)?,
+                    status: r.get(5)?,
+                    updated_at: r.get::<_, String>(6).unwrap_or_default(),
+                })
+            })
+            .map_err(|e| db_error(db, e))?;
+        for row in rows {
+            turrets.push(row.map_err(|e| db_error(db, e))?);
+        }
+    }
+    if turrets.is_empty() {
+        turrets = input
+            .config_turrets
+            .iter()
+            .map(|t| TurretView {
+                name: t.name.clone(),
+                uuid: "-".into(),
+                cannons: t.cannons.to_string(),
+                rampup: t.rampup.to_string(),
+                script: t.script.clone(),
+                status: "-".into(),
+                updated_at: "-".into(),
+            })
+            .collect();
+    }
+
+    let mut per_turret = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT turret_name, count(*), sum(error IS NOT NULL AND error != ''), min(scriptrun_time), avg(scriptrun_time), max(scriptrun_time) FROM result GROUP BY turret_name ORDER BY turret_name")
+            .map_err(|e| db_error(db, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(BreakdownView {
+                    name: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    count: r.get::<_, i64>(1)? as u64,
+                    errors: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                    min: two_decimals(r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN)),
+                    avg: two_decimals(r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN)),
+                    max: two_decimals(r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN)),
+                })
+            })
+            .map_err(|e| db_error(db, e))?;
+        for row in rows {
+            per_turret.push(row.map_err(|e| db_error(db, e))?);
+        }
+    }
+
+    let mut error_rows = Vec::new();
+    let mut distinct_errors = 0usize;
+    {
+        let mut stmt = conn
+            .prepare("SELECT error, count(*), min(epoch), max(epoch) FROM result WHERE error IS NOT NULL AND error != '' GROUP BY error ORDER BY count(*) DESC, error")
+            .map_err(|e| db_error(db, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ErrorView {
+                    message: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as u64,
+                    first: local_time(r.get(2)?),
+                    last: local_time(r.get(3)?),
+                })
+            })
+            .map_err(|e| db_error(db, e))?;
+        for row in rows {
+            let row = row.map_err(|e| db_error(db, e))?;
+            distinct_errors += 1;
+            if error_rows.len() < MAX_ERROR_ROWS {
+                error_rows.push(row);
+            }
+        }
+    }
+
+    let ours = table_exists(&conn, "oct_rejected");
+    let mut rejected = Vec::new();
+    if ours {
+        let mut stmt = conn
+            .prepare("SELECT kind, count, first_error FROM oct_rejected ORDER BY kind")
+            .map_err(|e| db_error(db, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RejectedView {
+                    kind: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as u64,
+                    first_error: r.get(2)?,
+                })
+            })
+            .map_err(|e| db_error(db, e))?;
+        for row in rows {
+            rejected.push(row.map_err(|e| db_error(db, e))?);
+        }
+    }
+    let rejected_count: Option<u64> = ours.then(|| rejected.iter().map(|r| r.count).sum());
+    let lost: Option<u64> = meta(&conn, "lost").and_then(|v| v.parse().ok());
+    let lost_text = match (ours, meta(&conn, "lost")) {
+        (false, _) => "unknown (database written by OCT)".to_owned(),
+        (true, Some(v)) if v.parse::<u64>().is_ok() => v,
+        (true, _) => "unknown (a turret did not report its count)".to_owned(),
+    };
+
+    let transactions = scan.all.count();
+    let run_secs = match (start_epoch, finish_epoch) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    };
+    let page = Page {
+        title: input.title.clone(),
+        css: input.css.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        transactions,
+        errors: scan.errors,
+        error_rate: if transactions > 0 {
+            format!("{:.2} %", scan.errors as f64 * 100.0 / transactions as f64)
+        } else {
+            "-".into()
+        },
+        run_time: run_secs.map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
+        start: start_epoch.map_or_else(|| "-".into(), local_time),
+        finish: finish_epoch.map_or_else(|| "-".into(), local_time),
+        interval,
+        rejected_total: rejected_count.map_or_else(
+            || "unknown (database written by OCT)".to_owned(),
+            |n| n.to_string(),
+        ),
+        lost: lost_text,
+        turrets,
+        per_turret,
+        series,
+        errors_truncated: distinct_errors > error_rows.len(),
+        error_rows,
+        rejected,
+    };
+    let html = page.render()?;
+    let dir = input.results_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let graphs = dir.join("graphs");
+    std::fs::create_dir_all(&graphs).map_err(|source| ReportError::Write {
+        path: graphs.clone(),
+        source,
+    })?;
+    for s in &page.series {
+        write(
+            &graphs.join(format!("{}_response.svg", s.anchor)),
+            &s.response_svg,
+        )?;
+        write(
+            &graphs.join(format!("{}_throughput.svg", s.anchor)),
+            &s.throughput_svg,
+        )?;
+        write(&graphs.join(format!("{}_raw.svg", s.anchor)), &s.raw_svg)?;
+    }
+    let html_path = dir.join("results.html");
+    write(&html_path, &html)?;
+
+    let ts = |e: Option<f64>| {
+        e.and_then(|e| Local.timestamp_micros((e * 1e6) as i64).single())
+            .map(|t| t.to_rfc3339())
+    };
+    let summary = json!({
+        "title": input.title,
+        "start": ts(start_epoch),
+        "finish": ts(finish_epoch),
+        "run_time": run_secs,
+        "interval": interval,
+        "transactions": transactions,
+        "errors": scan.errors,
+        "rejected": rejected_count,
+        "lost": lost,
+        "turrets": page.turrets.iter().map(|t| json!({
+            "name": t.name, "uuid": t.uuid, "cannons": t.cannons.parse::<u64>().ok(),
+            "rampup": t.rampup.parse::<u64>().ok(), "script": t.script, "status": t.status,
+        })).collect::<Vec<_>>(),
+        "series": summaries.iter().map(|(name, s)| json!({
+            "name": name, "count": s.count, "min": s.min, "avg": s.avg, "p50": s.p50,
+            "p80": s.p80, "p90": s.p90, "p95": s.p95, "p99": s.p99, "p999": s.p999,
+            "max": s.max, "stdev": s.stdev,
+        })).collect::<Vec<_>>(),
+    });
+    let summary_path = dir.join("summary.json");
+    write(
+        &summary_path,
+        &serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    )?;
+    Ok(ReportOutput {
+        html: html_path,
+        summary_json: summary_path,
+        transactions,
+    })
+}

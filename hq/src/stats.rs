@@ -1,0 +1,315 @@
+//! Streaming statistics of one series (all transactions, or one custom timer): exact count, min,
+//! max, mean and sample standard deviation (Welford); percentiles exact while the series fits a
+//! bounded buffer (OCT's convention: pandas' linear interpolation), else from an HdrHistogram
+//! (3 significant digits); per-interval aggregates; per-second counts; a bounded sample of raw
+//! points for the scatter graph.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+/// Percentiles the report shows.
+pub const QUANTILES: [f64; 6] = [0.5, 0.8, 0.9, 0.95, 0.99, 0.999];
+
+/// Exact values kept per series at most; past it percentiles come from the histogram.
+pub const EXACT_CAP: usize = 1_000_000;
+/// Raw points kept per series for the scatter graph.
+pub const RAW_POINTS: usize = 2_000;
+
+/// Summary of a series or of one interval of it. Seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub min: f64,
+    pub avg: f64,
+    pub p50: f64,
+    pub p80: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    /// Sample standard deviation (n − 1); `None` below two values, where pandas says NaN.
+    pub stdev: Option<f64>,
+}
+
+/// pandas' `quantile` (linear interpolation between closest ranks) on sorted values.
+pub fn interpolated(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        n => {
+            let pos = q * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+        }
+    }
+}
+
+/// Mean and variance by Welford's method: one pass, no catastrophic cancellation.
+#[derive(Debug, Clone, Default)]
+pub struct Moments {
+    pub count: u64,
+    mean: f64,
+    m2: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Moments {
+    pub fn add(&mut self, x: f64) {
+        if self.count == 0 {
+            self.min = x;
+            self.max = x;
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.count += 1;
+        let d = x - self.mean;
+        self.mean += d / self.count as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn stdev(&self) -> Option<f64> {
+        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).sqrt())
+    }
+}
+
+fn micros(x: f64) -> u64 {
+    (x * 1e6).round().max(1.0) as u64
+}
+
+fn hist(sigfig: u8) -> Histogram<u64> {
+    let mut h = Histogram::new(sigfig).expect("valid significant figures");
+    h.auto(true);
+    h
+}
+
+/// One interval of a series.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub moments: Moments,
+    hist: Histogram<u64>,
+}
+
+impl Interval {
+    fn new() -> Self {
+        Interval {
+            moments: Moments::default(),
+            // Two digits: ~1 % per interval keeps hundreds of intervals in a few MB.
+            hist: hist(2),
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let q = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e6;
+        summary_from(
+            &self.moments,
+            [q(0.5), q(0.8), q(0.9), q(0.95), q(0.99), q(0.999)],
+        )
+    }
+}
+
+fn summary_from(m: &Moments, p: [f64; 6]) -> Summary {
+    Summary {
+        count: m.count,
+        min: m.min,
+        avg: m.mean(),
+        p50: p[0],
+        p80: p[1],
+        p90: p[2],
+        p95: p[3],
+        p99: p[4],
+        p999: p[5],
+        max: m.max,
+        stdev: m.stdev(),
+    }
+}
+
+/// Everything the report needs of one series, built in one pass.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    moments: Moments,
+    hist: Histogram<u64>,
+    exact: Option<Vec<f64>>,
+    interval_secs: u64,
+    /// Interval start (Unix seconds, a multiple of the interval) → aggregate.
+    pub intervals: BTreeMap<i64, Interval>,
+    /// Whole Unix second → transactions that ended in it.
+    pub per_second: BTreeMap<i64, u64>,
+    /// (epoch, value) sample for the scatter graph.
+    pub raw: Vec<(f64, f64)>,
+    seen: u64,
+    rng: u64,
+}
+
+impl Series {
+    pub fn new(name: &str, interval_secs: u64) -> Self {
+        Series {
+            name: name.to_owned(),
+            moments: Moments::default(),
+            hist: hist(3),
+            exact: Some(Vec::new()),
+            interval_secs: interval_secs.max(1),
+            intervals: BTreeMap::new(),
+            per_second: BTreeMap::new(),
+            raw: Vec::new(),
+            seen: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// One value (seconds) of a transaction that ended at `epoch`.
+    pub fn add(&mut self, value: f64, epoch: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        self.moments.add(value);
+        let us = micros(value);
+        let _ = self.hist.record(us);
+        if let Some(exact) = &mut self.exact {
+            if exact.len() < EXACT_CAP {
+                exact.push(value);
+            } else {
+                self.exact = None;
+            }
+        }
+        // OCT's convention: bins aligned to multiples of the interval, by the end second.
+        let second = epoch.floor() as i64;
+        let bin = second.div_euclid(self.interval_secs as i64) * self.interval_secs as i64;
+        let interval = self.intervals.entry(bin).or_insert_with(Interval::new);
+        interval.moments.add(value);
+        let _ = interval.hist.record(us);
+        *self.per_second.entry(second).or_insert(0) += 1;
+        // Reservoir sampling (algorithm R) with a fixed-seed xorshift: the same file gives the
+        // same graph.
+        self.seen += 1;
+        if self.raw.len() < RAW_POINTS {
+            self.raw.push((epoch, value));
+        } else {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let j = self.rng % self.seen;
+            if (j as usize) < RAW_POINTS {
+                self.raw[j as usize] = (epoch, value);
+            }
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.moments.count
+    }
+
+    /// Whether the percentiles are exact (the series fit the buffer).
+    pub fn exact(&self) -> bool {
+        self.exact.is_some()
+    }
+
+    pub fn summary(&mut self) -> Summary {
+        let p = match &mut self.exact {
+            Some(values) => {
+                values.sort_by(f64::total_cmp);
+                QUANTILES.map(|q| interpolated(values, q))
+            }
+            None => QUANTILES.map(|q| self.hist.value_at_quantile(q) as f64 / 1e6),
+        };
+        summary_from(&self.moments, p)
+    }
+}
+
+/// Rounds to 2 decimals the way the report's tables show numbers.
+pub fn two_decimals(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "-".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-computed with pandas' conventions: values 1..=10 (seconds).
+    #[test]
+    fn summary_matches_pandas_describe() {
+        let mut s = Series::new("t", 10);
+        for (i, v) in [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0, 5.5, 3.5]
+            .iter()
+            .enumerate()
+        {
+            s.add(*v, 100.0 + i as f64);
+        }
+        let m = s.summary();
+        assert_eq!(m.count, 10);
+        assert_eq!((m.min, m.max), (1.0, 9.0));
+        assert!((m.avg - 4.05).abs() < 1e-12);
+        // sorted: 1 1.5 2 3 3.5 4 5 5.5 6 9
+        // p80: pos 7.2 → 5.5 + 0.2 × (6 − 5.5) = 5.6; p90: pos 8.1 → 6 + 0.1 × 3 = 6.3;
+        // p95: pos 8.55 → 6 + 0.55 × 3 = 7.65; p50: pos 4.5 → 3.75
+        assert!((m.p80 - 5.6).abs() < 1e-12, "{}", m.p80);
+        assert!((m.p90 - 6.3).abs() < 1e-12, "{}", m.p90);
+        assert!((m.p95 - 7.65).abs() < 1e-12, "{}", m.p95);
+        assert!((m.p50 - 3.75).abs() < 1e-12, "{}", m.p50);
+        // sample stdev: sum of squared deviations 52.725 / 9
+        let want = (52.725f64 / 9.0).sqrt();
+        assert!((m.stdev.unwrap() - want).abs() < 1e-12, "{:?}", m.stdev);
+        assert_eq!(two_decimals(m.stdev.unwrap()), "2.42");
+        assert_eq!(two_decimals(m.p95), "7.65");
+    }
+
+    #[test]
+    fn interpolation_edges() {
+        assert!(interpolated(&[], 0.5).is_nan());
+        assert_eq!(interpolated(&[2.0], 0.9), 2.0);
+        assert_eq!(interpolated(&[1.0, 2.0], 0.5), 1.5);
+        assert_eq!(interpolated(&[1.0, 2.0], 1.0), 2.0);
+        let mut s = Series::new("one", 1);
+        s.add(0.25, 5.0);
+        assert_eq!(s.summary().stdev, None);
+    }
+
+    #[test]
+    fn intervals_align_to_multiples_of_the_interval_by_end_second() {
+        let mut s = Series::new("t", 10);
+        for (v, epoch) in [(0.1, 1000.2), (0.3, 1009.99), (0.2, 1010.0), (0.4, 1025.5)] {
+            s.add(v, epoch);
+        }
+        let bins: Vec<(i64, u64)> = s
+            .intervals
+            .iter()
+            .map(|(k, i)| (*k, i.moments.count))
+            .collect();
+        assert_eq!(bins, [(1000, 2), (1010, 1), (1020, 1)]);
+        let first = s.intervals[&1000].summary();
+        assert!((first.avg - 0.2).abs() < 1e-12);
+        assert!((first.max - 0.3).abs() < 1e-12);
+        // Histogram percentiles per interval: within 1 %.
+        assert!((first.p90 - 0.3).abs() / 0.3 < 0.01, "{}", first.p90);
+        let per_second: Vec<(i64, u64)> = s.per_second.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(per_second, [(1000, 1), (1009, 1), (1010, 1), (1025, 1)]);
+    }
+
+    #[test]
+    fn past_the_exact_buffer_percentiles_come_from_the_histogram() {
+        let mut s = Series::new("big", 1);
+        let n = EXACT_CAP + 10;
+        for i in 0..n {
+            s.add(0.001 + (i % 1000) as f64 * 1e-3, i as f64 * 1e-3);
+        }
+        assert!(!s.exact());
+        let m = s.summary();
+        assert_eq!(m.count, n as u64);
+        // Uniform over 0.001..1.0: p90 ≈ 0.9 within the histogram's 0.1 %.
+        assert!((m.p90 - 0.9).abs() < 0.002, "{}", m.p90);
+        assert!(s.raw.len() == RAW_POINTS);
+    }
+}
