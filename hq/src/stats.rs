@@ -184,10 +184,17 @@ impl Series {
         // OCT's convention: bins aligned to multiples of the interval, by the end second.
         let second = epoch.floor() as i64;
         let bin = second.div_euclid(self.interval_secs as i64) * self.interval_secs as i64;
-        let interval = self.intervals.entry(bin).or_insert_with(Interval::new);
+        // Rows come mostly in time order: the last bin is the likely one.
+        let interval = match self.intervals.last_entry() {
+            Some(e) if *e.key() == bin => e.into_mut(),
+            _ => self.intervals.entry(bin).or_insert_with(Interval::new),
+        };
         interval.moments.add(value);
         let _ = interval.hist.record(us);
-        *self.per_second.entry(second).or_insert(0) += 1;
+        match self.per_second.last_entry() {
+            Some(mut e) if *e.key() == second => *e.get_mut() += 1,
+            _ => *self.per_second.entry(second).or_insert(0) += 1,
+        }
         // Reservoir sampling (algorithm R) with a fixed-seed xorshift: the same file gives the
         // same graph.
         self.seen += 1;

@@ -408,51 +408,41 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
             .collect();
     }
 
-    let mut per_turret = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare("SELECT turret_name, count(*), sum(error IS NOT NULL AND error != ''), min(scriptrun_time), avg(scriptrun_time), max(scriptrun_time) FROM result GROUP BY turret_name ORDER BY turret_name")
-            .map_err(|e| db_error(db, e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(BreakdownView {
-                    name: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    count: r.get::<_, i64>(1)? as u64,
-                    errors: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
-                    min: two_decimals(r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN)),
-                    avg: two_decimals(r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN)),
-                    max: two_decimals(r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN)),
-                })
-            })
-            .map_err(|e| db_error(db, e))?;
-        for row in rows {
-            per_turret.push(row.map_err(|e| db_error(db, e))?);
-        }
-    }
-
-    let mut error_rows = Vec::new();
-    let mut distinct_errors = 0usize;
-    {
-        let mut stmt = conn
-            .prepare("SELECT error, count(*), min(epoch), max(epoch) FROM result WHERE error IS NOT NULL AND error != '' GROUP BY error ORDER BY count(*) DESC, error")
-            .map_err(|e| db_error(db, e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(ErrorView {
-                    message: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                    first: local_time(r.get(2)?),
-                    last: local_time(r.get(3)?),
-                })
-            })
-            .map_err(|e| db_error(db, e))?;
-        for row in rows {
-            let row = row.map_err(|e| db_error(db, e))?;
-            distinct_errors += 1;
-            if error_rows.len() < MAX_ERROR_ROWS {
-                error_rows.push(row);
-            }
-        }
+    let per_turret: Vec<BreakdownView> = scan
+        .turrets
+        .iter()
+        .map(|(name, (m, errors))| BreakdownView {
+            name: name.clone(),
+            count: m.count,
+            errors: *errors,
+            min: two_decimals(m.min),
+            avg: two_decimals(m.mean()),
+            max: two_decimals(m.max),
+        })
+        .collect();
+    let mut by_count: Vec<(&String, &scan::ErrorStat)> = scan.error_messages.iter().collect();
+    by_count.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+    let distinct_errors = by_count.len();
+    let mut error_rows: Vec<ErrorView> = by_count
+        .into_iter()
+        .take(MAX_ERROR_ROWS)
+        .map(|(message, e)| ErrorView {
+            message: message.clone(),
+            count: e.count,
+            first: local_time(e.first),
+            last: local_time(e.last),
+        })
+        .collect();
+    if scan.other_errors > 0 {
+        error_rows.push(ErrorView {
+            message: format!(
+                "(other messages: more than {} distinct ones)",
+                scan::MAX_ERROR_MESSAGES
+            ),
+            count: scan.other_errors,
+            first: "-".into(),
+            last: "-".into(),
+        });
     }
 
     let ours = table_exists(&conn, "oct_rejected");
@@ -510,7 +500,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         turrets,
         per_turret,
         series,
-        errors_truncated: distinct_errors > error_rows.len(),
+        errors_truncated: distinct_errors > MAX_ERROR_ROWS,
         error_rows,
         rejected,
     };

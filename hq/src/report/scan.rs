@@ -1,6 +1,6 @@
 //! The one pass over the `result` table that feeds every series.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -9,9 +9,24 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use crate::stats::Series;
+use crate::stats::{Moments, Series};
+
+/// Distinct error messages tracked at most; the rest are counted together.
+pub const MAX_ERROR_MESSAGES: usize = 10_000;
+
+pub struct ErrorStat {
+    pub count: u64,
+    pub first: f64,
+    pub last: f64,
+}
 
 pub struct Scan {
+    /// turret_name → (scriptrun_time moments, errors), by name.
+    pub turrets: BTreeMap<String, (Moments, u64)>,
+    /// Error message → count and first/last epoch.
+    pub error_messages: HashMap<String, ErrorStat>,
+    /// Errors past [`MAX_ERROR_MESSAGES`] distinct messages.
+    pub other_errors: u64,
     pub all: Series,
     /// One series per custom timer, in order of first appearance.
     pub timers: Vec<Series>,
@@ -40,13 +55,7 @@ fn for_each_timer(text: &str, f: &mut dyn FnMut(&str, f64)) {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                let v: serde_json::Value = map.next_value()?;
-                let x = match &v {
-                    serde_json::Value::Number(n) => n.as_f64(),
-                    serde_json::Value::String(s) => s.trim().parse().ok(),
-                    _ => None,
-                };
-                if let Some(x) = x {
+                if let Lenient(Some(x)) = map.next_value()? {
                     (self.0)(&key, x);
                 }
             }
@@ -61,14 +70,66 @@ fn for_each_timer(text: &str, f: &mut dyn FnMut(&str, f64)) {
     let _ = de.deserialize_any(V(f));
 }
 
+/// A timer value: a number, or a numeric string; anything else is skipped without allocating.
+struct Lenient(Option<f64>);
+
+impl<'de> serde::Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct N;
+        impl<'de> Visitor<'de> for N {
+            type Value = Lenient;
+            fn expecting(&self, fm: &mut fmt::Formatter) -> fmt::Result {
+                fm.write_str("a number")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v as f64)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v as f64)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(v.trim().parse().ok()))
+            }
+            fn visit_unit<E>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Lenient, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Lenient, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(N)
+    }
+}
+
 impl Scan {
     pub fn run(conn: &Connection, interval: u64, progress: bool) -> rusqlite::Result<Scan> {
         let mut all = Series::new("All transactions", interval);
         let mut timers: Vec<Series> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut turrets: BTreeMap<String, (Moments, u64)> = BTreeMap::new();
+        let mut error_messages: HashMap<String, ErrorStat> = HashMap::new();
+        let mut other_errors = 0u64;
         let (mut errors, mut first, mut last) = (0u64, f64::INFINITY, f64::NEG_INFINITY);
-        let mut stmt =
-            conn.prepare("SELECT scriptrun_time, epoch, error, custom_timers FROM result")?;
+        let mut stmt = conn.prepare(
+            "SELECT scriptrun_time, epoch, error, custom_timers, turret_name FROM result",
+        )?;
         let mut rows = stmt.query([])?;
         let tty = progress && std::io::stderr().is_terminal();
         let started = Instant::now();
@@ -91,11 +152,43 @@ impl Scan {
             first = first.min(epoch);
             last = last.max(epoch);
             all.add(value, epoch);
+            let mut failed = false;
             if let ValueRef::Text(e) = row.get_ref(2)? {
                 if !e.is_empty() {
+                    failed = true;
                     errors += 1;
+                    let msg = String::from_utf8_lossy(e);
+                    let room = error_messages.len() < MAX_ERROR_MESSAGES;
+                    match error_messages.get_mut(msg.as_ref()) {
+                        Some(stat) => {
+                            stat.count += 1;
+                            stat.first = stat.first.min(epoch);
+                            stat.last = stat.last.max(epoch);
+                        }
+                        None if room => {
+                            error_messages.insert(
+                                msg.into_owned(),
+                                ErrorStat {
+                                    count: 1,
+                                    first: epoch,
+                                    last: epoch,
+                                },
+                            );
+                        }
+                        None => other_errors += 1,
+                    }
                 }
             }
+            let turret = match row.get_ref(4)? {
+                ValueRef::Text(t) => String::from_utf8_lossy(t),
+                _ => std::borrow::Cow::Borrowed(""),
+            };
+            let entry = match turrets.get_mut(turret.as_ref()) {
+                Some(e) => e,
+                None => turrets.entry(turret.into_owned()).or_default(),
+            };
+            entry.0.add(value);
+            entry.1 += failed as u64;
             if let ValueRef::Text(t) = row.get_ref(3)? {
                 if let Ok(text) = std::str::from_utf8(t) {
                     if text.len() > 2 {
@@ -118,6 +211,9 @@ impl Scan {
             eprintln!("\roct: report: {n} rows scanned");
         }
         Ok(Scan {
+            turrets,
+            error_messages,
+            other_errors,
             all,
             timers,
             errors,
