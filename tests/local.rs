@@ -125,3 +125,65 @@ fn a_script_with_a_syntax_error_fails_clearly() {
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(log.contains("v_user.lua:1:"), "{log}");
 }
+
+/// Each canon opens its own keep-alive connection on its first request, so the server's accept
+/// times show when canons started: evenly over `rampup`.
+#[test]
+fn canons_start_evenly_over_the_rampup() {
+    let server = HttpServer::start();
+    let mut c = config(
+        3.0,
+        1,
+        json!([{"name": "ramp", "cannons": 4, "rampup": 2, "script": "test_scripts/v_user.lua"}]),
+    );
+    c["transaction_context"] = json!({"base": format!("http://127.0.0.1:{}", server.port)});
+    let p = Project::new(c);
+    std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
+    std::fs::write(
+        p.path().join("test_scripts/v_user.lua"),
+        "function run(t) http.get(oct.context.base .. '/') oct.sleep(0.01) end",
+    )
+    .unwrap();
+    let (status, out) = run_local(&p);
+    assert!(status.success(), "{out}");
+    let accepted = server.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 4, "one connection per canon");
+    let offsets: Vec<f64> = accepted
+        .iter()
+        .map(|t| t.duration_since(accepted[0]).as_secs_f64())
+        .collect();
+    // 4 canons over 2 s: 0, 0.5, 1.0, 1.5 s after the first.
+    for (i, got) in offsets.iter().enumerate() {
+        let want = i as f64 * 0.5;
+        assert!((got - want).abs() < 0.2, "canon {i} started at +{got:.3} s, wanted +{want} s: {offsets:?}");
+    }
+}
+
+/// A long-lived turret outlives its HQ: it serves one test, waits while no HQ is there, and
+/// serves the next test of a new HQ on the same ports.
+#[test]
+fn a_turret_survives_its_hq_and_serves_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let [publish, rc, ext] = free_ports::<3>();
+    std::fs::write(dir.path().join("u.lua"), "function run(t) oct.sleep(0.01) end").unwrap();
+    let turret_cfg = json!({"name": "lasting", "cannons": 2, "rampup": 0, "script": "u.lua",
+        "hq_address": "127.0.0.1", "hq_publisher": publish, "hq_rc": rc});
+    std::fs::write(dir.path().join("turret.json"), turret_cfg.to_string()).unwrap();
+    // The turret first, before any HQ exists.
+    let mut turret = Proc::spawn(oct(&["turret", "--config-file", dir.path().join("turret.json").to_str().unwrap()]));
+    for round in 0..2 {
+        let mut c = config(1.0, 1, json!([{"name": "lasting", "cannons": 2, "script": "u.lua"}]));
+        c["publish_port"] = json!(publish);
+        c["rc_port"] = json!(rc);
+        c["external_publisher"] = json!(ext);
+        let p = Project::new(c);
+        let out = p.results_dir();
+        let mut hq = Proc::spawn(oct(&["run", p.path().to_str().unwrap(), "--no-results", "-o", out.to_str().unwrap()]));
+        let (status, text) = hq.wait_exit(T);
+        assert!(status.success(), "round {round}: {text}");
+        let n = count_rows(&p.db(), "SELECT count(*) FROM result WHERE turret_name = 'lasting'");
+        assert!(n > 20, "round {round}: {n} results");
+        assert!(text.contains("lost: 0"), "round {round}: {text}");
+        assert!(turret.child.try_wait().unwrap().is_none(), "the turret exited after round {round}");
+    }
+}

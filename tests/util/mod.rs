@@ -276,6 +276,8 @@ pub fn count_rows(db: &Path, sql: &str) -> i64 {
 pub struct HttpServer {
     pub port: u16,
     pub served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// When each connection was accepted.
+    pub accepted: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
 }
 
 impl HttpServer {
@@ -285,10 +287,13 @@ impl HttpServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let served = std::sync::Arc::new(AtomicU64::new(0));
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let counter = served.clone();
+        let accepts = accepted.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
+                accepts.lock().unwrap().push(Instant::now());
                 let counter = counter.clone();
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
@@ -319,7 +324,11 @@ impl HttpServer {
                 });
             }
         });
-        HttpServer { port, served }
+        HttpServer {
+            port,
+            served,
+            accepted,
+        }
     }
 
     pub fn count(&self) -> u64 {
