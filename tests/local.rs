@@ -155,7 +155,10 @@ fn canons_start_evenly_over_the_rampup() {
     // 4 canons over 2 s: 0, 0.5, 1.0, 1.5 s after the first.
     for (i, got) in offsets.iter().enumerate() {
         let want = i as f64 * 0.5;
-        assert!((got - want).abs() < 0.2, "canon {i} started at +{got:.3} s, wanted +{want} s: {offsets:?}");
+        assert!(
+            (got - want).abs() < 0.2,
+            "canon {i} started at +{got:.3} s, wanted +{want} s: {offsets:?}"
+        );
     }
 }
 
@@ -165,25 +168,103 @@ fn canons_start_evenly_over_the_rampup() {
 fn a_turret_survives_its_hq_and_serves_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let [publish, rc, ext] = free_ports::<3>();
-    std::fs::write(dir.path().join("u.lua"), "function run(t) oct.sleep(0.01) end").unwrap();
+    std::fs::write(
+        dir.path().join("u.lua"),
+        "function run(t) oct.sleep(0.01) end",
+    )
+    .unwrap();
     let turret_cfg = json!({"name": "lasting", "cannons": 2, "rampup": 0, "script": "u.lua",
         "hq_address": "127.0.0.1", "hq_publisher": publish, "hq_rc": rc});
     std::fs::write(dir.path().join("turret.json"), turret_cfg.to_string()).unwrap();
     // The turret first, before any HQ exists.
-    let mut turret = Proc::spawn(oct(&["turret", "--config-file", dir.path().join("turret.json").to_str().unwrap()]));
+    let mut turret = Proc::spawn(oct(&[
+        "turret",
+        "--config-file",
+        dir.path().join("turret.json").to_str().unwrap(),
+    ]));
     for round in 0..2 {
-        let mut c = config(1.0, 1, json!([{"name": "lasting", "cannons": 2, "script": "u.lua"}]));
+        let mut c = config(
+            1.0,
+            1,
+            json!([{"name": "lasting", "cannons": 2, "script": "u.lua"}]),
+        );
         c["publish_port"] = json!(publish);
         c["rc_port"] = json!(rc);
         c["external_publisher"] = json!(ext);
         let p = Project::new(c);
         let out = p.results_dir();
-        let mut hq = Proc::spawn(oct(&["run", p.path().to_str().unwrap(), "--no-results", "-o", out.to_str().unwrap()]));
+        let mut hq = Proc::spawn(oct(&[
+            "run",
+            p.path().to_str().unwrap(),
+            "--no-results",
+            "-o",
+            out.to_str().unwrap(),
+        ]));
         let (status, text) = hq.wait_exit(T);
         assert!(status.success(), "round {round}: {text}");
-        let n = count_rows(&p.db(), "SELECT count(*) FROM result WHERE turret_name = 'lasting'");
+        let n = count_rows(
+            &p.db(),
+            "SELECT count(*) FROM result WHERE turret_name = 'lasting'",
+        );
         assert!(n > 20, "round {round}: {n} results");
         assert!(text.contains("lost: 0"), "round {round}: {text}");
-        assert!(turret.child.try_wait().unwrap().is_none(), "the turret exited after round {round}");
+        assert!(
+            turret.child.try_wait().unwrap().is_none(),
+            "the turret exited after round {round}"
+        );
+    }
+}
+
+/// HTTPS with rustls: the turret trusts the server's self-signed certificate through
+/// `OCT_CA_FILE`, and refuses it without.
+#[test]
+fn https_requests_are_verified_against_the_trusted_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = tmp.path().join("cert.pem");
+    let server = HttpServer::start_tls(&cert);
+    let script = r#"
+        function run(t)
+          local r = t:timer("secure", function() return http.get(oct.context.base .. "/") end)
+          if r.status ~= 200 then error("status " .. r.status) end
+        end
+    "#;
+    for trusted in [true, false] {
+        let mut c = config(
+            1.0,
+            1,
+            json!([{"name": "tls", "cannons": 2, "script": "test_scripts/v_user.lua"}]),
+        );
+        c["transaction_context"] = json!({"base": format!("https://127.0.0.1:{}", server.port)});
+        let p = Project::new(c);
+        std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
+        std::fs::write(p.path().join("test_scripts/v_user.lua"), script).unwrap();
+        let out = p.results_dir();
+        let mut cmd = oct(&[
+            "run",
+            p.path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--local",
+            "--no-results",
+        ]);
+        if trusted {
+            cmd.env("OCT_CA_FILE", &cert);
+        } else {
+            cmd.env_remove("OCT_CA_FILE");
+        }
+        let mut hq = Proc::spawn(cmd);
+        let (status, text) = hq.wait_exit(T);
+        assert!(status.success(), "{text}");
+        let db = p.db();
+        let ok = count_rows(&db, "SELECT count(*) FROM result WHERE error = ''");
+        let failed = count_rows(
+            &db,
+            "SELECT count(*) FROM result WHERE error LIKE '%TLS: invalid peer certificate%'",
+        );
+        if trusted {
+            assert!(ok > 10 && failed == 0, "{ok} ok, {failed} failed\n{text}");
+        } else {
+            assert!(ok == 0 && failed > 0, "{ok} ok, {failed} failed\n{text}");
+        }
     }
 }

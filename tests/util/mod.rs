@@ -280,46 +280,90 @@ pub struct HttpServer {
     pub accepted: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
 }
 
+/// Answers HTTP/1.1 requests on one connection (keep-alive) until it closes, counting them.
+fn serve_http<S: std::io::Read + std::io::Write>(
+    mut stream: S,
+    counter: &std::sync::atomic::AtomicU64,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (code, body) = if head.starts_with("GET /fail") {
+                ("500 Internal Server Error", "no")
+            } else {
+                ("200 OK", "ok")
+            };
+            let resp = format!(
+                "HTTP/1.1 {code}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                body.len()
+            );
+            if stream
+                .write_all(resp.as_bytes())
+                .and_then(|_| stream.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 impl HttpServer {
     pub fn start() -> HttpServer {
-        use std::io::{Read, Write};
-        use std::sync::atomic::{AtomicU64, Ordering};
+        Self::start_with(None)
+    }
+
+    /// The same server over TLS, with a self-signed certificate for 127.0.0.1 written (PEM) to
+    /// `cert_pem`.
+    pub fn start_tls(cert_pem: &Path) -> HttpServer {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .unwrap();
+        std::fs::write(cert_pem, ck.cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+        Self::start_with(Some(std::sync::Arc::new(config)))
+    }
+
+    fn start_with(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> HttpServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let served = std::sync::Arc::new(AtomicU64::new(0));
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let counter = served.clone();
         let accepts = accepted.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 accepts.lock().unwrap().push(Instant::now());
                 let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                            buf.drain(..end + 4);
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            let (code, body) = if head.starts_with("GET /fail") {
-                                ("500 Internal Server Error", "no")
-                            } else {
-                                ("200 OK", "ok")
-                            };
-                            let resp = format!(
-                                "HTTP/1.1 {code}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if stream.write_all(resp.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve_http(stream, &counter),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve_http(rustls::StreamOwned::new(conn, stream), &counter);
                     }
                 });
             }

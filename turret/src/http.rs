@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,26 +41,36 @@ pub struct Response {
 }
 
 struct Target {
+    /// `scheme://host:port`: what a kept-alive connection is reused for.
     key: String,
+    /// `host[:port]` for the Host header.
+    authority: String,
     host: String,
     port: u16,
+    tls: bool,
     path: String,
 }
 
 fn target(url: &str) -> Result<Target, String> {
     let uri: Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("https is not supported yet".into()),
-        _ => return Err("the URL must start with http://".into()),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("the URL must start with http:// or https://".into()),
+    };
     let host = uri.host().ok_or("the URL has no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| host.clone());
     Ok(Target {
-        key: format!("{host}:{port}"),
+        key: format!("{}://{host}:{port}", if tls { "https" } else { "http" }),
+        authority,
         host,
         port,
+        tls,
         path: if path.is_empty() {
             "/".into()
         } else {
@@ -68,14 +79,61 @@ fn target(url: &str) -> Result<Target, String> {
     })
 }
 
+/// The TLS client configuration, built once per process: Mozilla's root certificates (bundled,
+/// no system store needed) plus the PEM certificates of `$OCT_CA_FILE` when set (an internal
+/// CA, or a test server's self-signed certificate).
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(file) = std::env::var_os("OCT_CA_FILE") {
+                use rustls::pki_types::pem::PemObject;
+                use rustls::pki_types::CertificateDer;
+                let path = std::path::PathBuf::from(file);
+                let bad =
+                    |e: &dyn std::fmt::Display| format!("OCT_CA_FILE {}: {e}", path.display());
+                for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(&e))? {
+                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
 async fn connect(t: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("connecting to {}:{}: {e}", t.host, t.port);
     let stream = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
         .await
-        .map_err(|e| format!("connecting to {}: {e}", t.key))?;
+        .map_err(|e| fail(&e))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if t.tls {
+        let name = rustls::pki_types::ServerName::try_from(t.host.clone()).map_err(|e| fail(&e))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+            .connect(name, stream)
+            .await
+            .map_err(|e| fail(&format!("TLS: {e}")))?;
+        handshake(TokioIo::new(tls), t).await
+    } else {
+        handshake(TokioIo::new(stream), t).await
+    }
+}
+
+async fn handshake<I>(io: I, t: &Target) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| format!("connecting to {}: {e}", t.key))?;
+        .map_err(|e| format!("connecting to {}:{}: {e}", t.host, t.port))?;
     tokio::task::spawn_local(async move {
         let _ = conn.await;
     });
@@ -131,7 +189,7 @@ impl Client {
         let mut req = Request::builder()
             .method(method.clone())
             .uri(t.path.as_str())
-            .header(hyper::header::HOST, t.key.as_str());
+            .header(hyper::header::HOST, t.authority.as_str());
         let cookie = self.cookie_header(&t.host);
         if let Some(c) = cookie {
             req = req.header(hyper::header::COOKIE, c);
@@ -340,13 +398,18 @@ mod tests {
     fn urls_and_queries() {
         let t = target("http://127.0.0.1:8080/a/b?x=1").unwrap();
         assert_eq!(
-            (t.key.as_str(), t.path.as_str()),
-            ("127.0.0.1:8080", "/a/b?x=1")
+            (t.key.as_str(), t.path.as_str(), t.authority.as_str()),
+            ("http://127.0.0.1:8080", "/a/b?x=1", "127.0.0.1:8080")
         );
         assert_eq!(target("http://h").unwrap().path, "/");
+        let s = target("https://example.test/x").unwrap();
+        assert_eq!(
+            (s.key.as_str(), s.port, s.tls, s.authority.as_str()),
+            ("https://example.test:443", 443, true, "example.test")
+        );
         assert_eq!(
             target("ftp://h/").err().unwrap(),
-            "the URL must start with http://"
+            "the URL must start with http:// or https://"
         );
         assert_eq!(
             encode_query(&[("q".into(), "a b&c".into()), ("n".into(), "é".into())]),
