@@ -21,22 +21,8 @@ fn project(script: &str, run_time: f64, server: &HttpServer) -> Project {
     );
     c["transaction_context"] = json!({"base": format!("http://127.0.0.1:{}", server.port)});
     let p = Project::new(c);
-    std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-    std::fs::write(p.path().join("test_scripts/v_user.lua"), script).unwrap();
+    p.write("test_scripts/v_user.lua", script);
     p
-}
-
-fn run_local(p: &Project) -> (std::process::ExitStatus, String) {
-    let out = p.results_dir();
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.path().to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--local",
-        "--no-results",
-    ]));
-    hq.wait_exit(T)
 }
 
 #[test]
@@ -52,7 +38,7 @@ fn every_request_served_is_one_stored_transaction_from_both_turrets() {
         2.0,
         &server,
     );
-    let (status, out) = run_local(&p);
+    let (status, out) = p.run_local();
     assert!(status.success(), "{out}");
     let db = p.db();
     let rows = count_rows(&db, "SELECT count(*) FROM result");
@@ -98,7 +84,7 @@ fn script_errors_are_result_errors_with_the_message() {
         1.0,
         &server,
     );
-    let (status, out) = run_local(&p);
+    let (status, out) = p.run_local();
     assert!(status.success(), "{out}");
     let db = p.db();
     let errors = count_rows(
@@ -114,7 +100,7 @@ fn script_errors_are_result_errors_with_the_message() {
 fn a_script_with_a_syntax_error_fails_clearly() {
     let server = HttpServer::start();
     let p = project("function run(t) if then end", 1.0, &server);
-    let (status, out) = run_local(&p);
+    let (status, out) = p.run_local();
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(
         out.contains("local turret") && out.contains("exited"),
@@ -138,13 +124,11 @@ fn canons_start_evenly_over_the_rampup() {
     );
     c["transaction_context"] = json!({"base": format!("http://127.0.0.1:{}", server.port)});
     let p = Project::new(c);
-    std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-    std::fs::write(
-        p.path().join("test_scripts/v_user.lua"),
+    p.write(
+        "test_scripts/v_user.lua",
         "function run(t) http.get(oct.context.base .. '/') oct.sleep(0.01) end",
-    )
-    .unwrap();
-    let (status, out) = run_local(&p);
+    );
+    let (status, out) = p.run_local();
     assert!(status.success(), "{out}");
     let accepted = server.accepted.lock().unwrap().clone();
     assert_eq!(accepted.len(), 4, "one connection per canon");
@@ -236,8 +220,7 @@ fn https_requests_are_verified_against_the_trusted_roots() {
         );
         c["transaction_context"] = json!({"base": format!("https://127.0.0.1:{}", server.port)});
         let p = Project::new(c);
-        std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-        std::fs::write(p.path().join("test_scripts/v_user.lua"), script).unwrap();
+        p.write("test_scripts/v_user.lua", script);
         let out = p.results_dir();
         let mut cmd = oct(&[
             "run",

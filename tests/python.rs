@@ -48,7 +48,6 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
     let mut hq = Proc::spawn(oct(&[
         "run",
         p.to_str().unwrap(),
-        "--no-results",
         "-o",
         results.to_str().unwrap(),
     ]));
@@ -89,6 +88,19 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
         );
     }
     assert_eq!(count_rows(&db, "SELECT count(*) FROM turret"), 2);
+    // Both turrets in the report's workload table.
+    let html = std::fs::read_to_string(results.join("results.html")).unwrap();
+    let workload = html
+        .split("id=\"workload\"")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(
+        workload.contains(">real-oct<") && workload.contains(">ours<"),
+        "{workload}"
+    );
     // Ours sub-second, OCT's rounded to the second (its bug, kept in its rows).
     assert!(count_rows(&db, "SELECT count(*) FROM result WHERE turret_name = 'ours' AND epoch != CAST(epoch AS INTEGER)") > 0);
 }
@@ -103,15 +115,7 @@ fn the_oct_style_script_runs_under_our_turret_with_octs_result_shape() {
     let p = Project::new(c);
     std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
     std::fs::copy(fixture_script(), p.path().join("test_scripts/v_user.py")).unwrap();
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.path().to_str().unwrap(),
-        "--local",
-        "--no-results",
-        "-o",
-        p.results_dir().to_str().unwrap(),
-    ]));
-    let (status, text) = hq.wait_exit(T);
+    let (status, text) = p.run_local();
     assert!(status.success(), "{text}");
     let db = p.db();
     let n = count_rows(&db, "SELECT count(*) FROM result");
@@ -152,17 +156,8 @@ fn broken_python_scripts_are_reported_clearly() {
             json!([{"name": "py", "cannons": 1, "script": "test_scripts/bad.py"}]),
         );
         let p = Project::new(c);
-        std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-        std::fs::write(p.path().join("test_scripts/bad.py"), script).unwrap();
-        let mut hq = Proc::spawn(oct(&[
-            "run",
-            p.path().to_str().unwrap(),
-            "--local",
-            "--no-results",
-            "-o",
-            p.results_dir().to_str().unwrap(),
-        ]));
-        let (status, text) = hq.wait_exit(T);
+        p.write("test_scripts/bad.py", script);
+        let (status, text) = p.run_local();
         assert_eq!(status.code(), Some(2), "{text}");
         let log_path = text.split("; see ").nth(1).unwrap().lines().next().unwrap();
         let log = std::fs::read_to_string(log_path).unwrap();
@@ -189,17 +184,8 @@ class Transaction(BaseTransaction):
         json!([{"name": "dies", "cannons": 1, "script": "test_scripts/dies.py"}]),
     );
     let p = Project::new(c);
-    std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-    std::fs::write(p.path().join("test_scripts/dies.py"), script).unwrap();
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.path().to_str().unwrap(),
-        "--local",
-        "--no-results",
-        "-o",
-        p.results_dir().to_str().unwrap(),
-    ]));
-    let (status, text) = hq.wait_exit(T);
+    p.write("test_scripts/dies.py", script);
+    let (status, text) = p.run_local();
     assert!(status.success(), "{text}");
     assert!(text.contains("turret dies is Aborted"), "{text}");
     assert!(text.contains("stopping the test early"), "{text}");
@@ -319,5 +305,57 @@ fn our_turret_speaks_only_octs_messages_to_an_oct_hq() {
     assert!(
         statuses.ends_with(&["ready".to_owned(), "Killed".to_owned()]),
         "{statuses:?}"
+    );
+}
+
+/// The real OCT 0.4.12 HQ (Python, PyPI) drives our turret through a test and stores its
+/// results: our turret speaks plain OCT to an HQ that announces nothing.
+#[test]
+fn the_real_oct_hq_runs_a_test_with_our_turret() {
+    let bin = real_oct_hq();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("project");
+    std::fs::create_dir_all(p.join("test_scripts")).unwrap();
+    std::fs::write(
+        p.join("test_scripts/u.lua"),
+        "function run(t) t:timer('work', function() oct.sleep(0.01) end) end",
+    )
+    .unwrap();
+    let [publish, rc, ext] = free_ports::<3>();
+    let config = json!({
+        "run_time": 3, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+        "publish_port": publish, "rc_port": rc, "external_publisher": ext, "min_turrets": 1,
+        "turrets": [{"name": "ours", "cannons": 2, "rampup": 0, "script": "test_scripts/u.lua"}],
+        "turrets_requirements": [], "extra_turret_config": {}
+    });
+    std::fs::write(p.join("config.json"), config.to_string()).unwrap();
+    let packed = Command::new(env!("CARGO_BIN_EXE_oct"))
+        .args(["pack-turrets", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(packed.status.success());
+    let out = tmp.path().join("out");
+    let mut hq = Command::new(bin.join("oct"));
+    hq.args([
+        "run",
+        p.to_str().unwrap(),
+        "--no-results",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let mut hq = Proc::spawn(hq);
+    let _turret = Proc::spawn(oct(&[
+        "turret",
+        "--tar",
+        p.join("ours.tar.gz").to_str().unwrap(),
+    ]));
+    let (status, text) = hq.wait_exit(T);
+    assert!(status.success(), "{text}");
+    let db = out.join("results.sqlite");
+    let n = count_rows(&db, "SELECT count(*) FROM result WHERE turret_name = 'ours' AND custom_timers LIKE '{\"work\":%'");
+    assert!(n > 50, "{n} results stored by OCT's HQ\n{text}");
+    assert_eq!(
+        count_rows(&db, "SELECT count(*) FROM turret WHERE name = 'ours'"),
+        1
     );
 }

@@ -3,12 +3,8 @@
 
 mod util;
 
-use std::time::Duration;
-
 use serde_json::json;
 use util::*;
-
-const T: Duration = Duration::from_secs(90);
 
 /// A CPU-bound OCT script: throughput with 8 canons over 1 canon shows whether canons really
 /// run in parallel (they do in worker processes; OCT's threads share one GIL).
@@ -33,17 +29,8 @@ class Transaction(BaseTransaction):
         );
         c["progress_bar"] = json!(false);
         let p = Project::new(c);
-        std::fs::create_dir_all(p.path().join("test_scripts")).unwrap();
-        std::fs::write(p.path().join("test_scripts/cpu.py"), script).unwrap();
-        let mut hq = Proc::spawn(oct(&[
-            "run",
-            p.path().to_str().unwrap(),
-            "--local",
-            "--no-results",
-            "-o",
-            p.results_dir().to_str().unwrap(),
-        ]));
-        let (status, text) = hq.wait_exit(T);
+        p.write("test_scripts/cpu.py", script);
+        let (status, text) = p.run_local();
         assert!(status.success(), "{text}");
         let n = count_rows(
             &p.db(),

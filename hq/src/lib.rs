@@ -54,3 +54,17 @@ pub fn default_results_dir(project: &std::path::Path) -> std::path::PathBuf {
 pub fn random_topic() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
+
+/// A name (turret, timer) as a file name and URL fragment: ASCII letters, digits, `-` and `_`
+/// kept, anything else (`/`, spaces, quotes, non-ASCII) an `_`. OCT crashes on a `/`.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -15,19 +15,6 @@ pub struct LocalTurrets {
     log_dir: PathBuf,
 }
 
-/// A turret name as a file name: `/`, spaces and the like become `_`.
-fn safe_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 impl LocalTurrets {
     /// Starts `program turret --config-file …` once per turret entry.
     pub fn spawn(
@@ -52,17 +39,7 @@ impl LocalTurrets {
             let script = project.join(&entry.script);
             turret["script"] = Value::String(script.display().to_string());
             turret["hq_address"] = Value::String("127.0.0.1".into());
-            let safe: String = entry
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let safe = crate::file_safe(&entry.name);
             let config_path = turrets_dir.join(format!("{safe}.json"));
             let log_path = turrets_dir.join(format!("{safe}.log"));
             let text = serde_json::to_string_pretty(&turret).unwrap_or_default();
@@ -101,7 +78,7 @@ impl LocalTurrets {
                 return Some(format!(
                     "local turret {name} exited ({status}); see {}",
                     self.log_dir
-                        .join(format!("{}.log", safe_name(name)))
+                        .join(format!("{}.log", crate::file_safe(name)))
                         .display()
                 ));
             }

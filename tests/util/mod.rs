@@ -54,6 +54,27 @@ impl Project {
     pub fn db(&self) -> PathBuf {
         self.results_dir().join("results.sqlite")
     }
+
+    /// Writes `text` at `rel` inside the project, creating folders.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// `oct run PROJECT --local --no-results -o RESULTS` to its end: exit status and output.
+    pub fn run_local(&self) -> (ExitStatus, String) {
+        let out = self.results_dir();
+        let mut hq = Proc::spawn(oct(&[
+            "run",
+            self.path().to_str().unwrap(),
+            "--local",
+            "--no-results",
+            "-o",
+            out.to_str().unwrap(),
+        ]));
+        hq.wait_exit(Duration::from_secs(90))
+    }
 }
 
 /// A config with OS-chosen ports and the given run time and turrets.
@@ -433,5 +454,59 @@ pub fn real_oct_turrets() -> PathBuf {
         "pip install oct-turrets==0.2.8 failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    bin
+}
+
+/// A virtualenv holding the real OCT 0.4.12 HQ (PyPI), made once per target dir. OCT (2017)
+/// and its peewee 2.x import ABCs from `collections`, gone since Python 3.10: a
+/// `sitecustomize.py` in the venv puts them back, and peewee is built with it in place.
+/// Returns its `bin/` folder.
+pub fn real_oct_hq() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oct-0.4.12-venv");
+    let bin = venv.join("bin");
+    if bin.join("oct").is_file() && bin.join(".complete").is_file() {
+        return bin;
+    }
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    );
+    let site = run(
+        Command::new(bin.join("python"))
+            .args(["-c", "import site; print(site.getsitepackages()[0])"]),
+        "finding site-packages",
+    );
+    let site = PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+    std::fs::write(
+        site.join("sitecustomize.py"),
+        "import collections, collections.abc\n\
+         for _n in ('Callable', 'Mapping', 'MutableMapping', 'Sequence', 'Iterable', 'Hashable', 'Set'):\n\
+         \x20   if not hasattr(collections, _n):\n\
+         \x20       setattr(collections, _n, getattr(collections.abc, _n))\n",
+    )
+    .unwrap();
+    let pip = bin.join("pip");
+    run(
+        Command::new(&pip).args(["install", "-q", "setuptools<60", "wheel"]),
+        "pip install setuptools",
+    );
+    run(
+        Command::new(&pip).args(["install", "-q", "--no-build-isolation", "peewee==2.10.2"]),
+        "pip install peewee==2.10.2",
+    );
+    run(
+        Command::new(&pip).args(["install", "-q", "oct==0.4.12", "oct-turrets==0.2.8", "pytz"]),
+        "pip install oct==0.4.12",
+    );
+    std::fs::write(bin.join(".complete"), "").unwrap();
     bin
 }

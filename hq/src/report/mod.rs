@@ -181,19 +181,9 @@ fn local_time(epoch: f64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// A file-name- and anchor-safe form of a timer name (OCT crashes on `/`).
+/// A file-name- and anchor-safe id for the `i`th series.
 pub fn slug(i: usize, name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("s{i}-{s}")
+    format!("s{i}-{}", crate::file_safe(name))
 }
 
 fn db_error(path: &Path, e: impl std::fmt::Display) -> ReportError {
