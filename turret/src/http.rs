@@ -156,7 +156,7 @@ impl Client {
             let fresh = reused.is_none();
             let sender = match reused {
                 Some(s) => s,
-                None => connect(&t).await?,
+                None => Box::pin(connect(&t)).await?,
             };
             match self
                 .exchange(sender, &t, &method, headers, body.clone())
@@ -165,7 +165,7 @@ impl Client {
                 Ok(r) => Ok(r),
                 // A kept-alive connection the server closed meanwhile: once more on a new one.
                 Err(_) if !fresh => {
-                    let sender = connect(&t).await?;
+                    let sender = Box::pin(connect(&t)).await?;
                     self.exchange(sender, &t, &method, headers, body).await
                 }
                 Err(e) => Err(e),

@@ -103,6 +103,10 @@ impl Engine for LuaEngine {
 
     fn load(&self, canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError> {
         let lua = Lua::new();
+        // Collect when the heap grows by 20 % rather than Lua's default 100 %: thousands of
+        // canon states each holding a whole cycle of garbage is what dominates a turret's RSS
+        // (1,000 canons: 248 MB against 299 MB; generational mode was worse, 319-508 MB).
+        lua.gc_inc(120, 0, 0);
         install(&lua, canon).map_err(err)?;
         let name = format!(
             "@{}",
