@@ -375,3 +375,40 @@ fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwa
         assert!(status.success(), "{text}");
     }
 }
+
+#[test]
+fn ctrl_c_twice_exits_at_once_with_everything_received_committed() {
+    let mut c = config(120.0, 1, one_turret());
+    c["drain_timeout"] = json!(120);
+    let project = Project::new(c);
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-cc", publish, rc);
+    turret.expect("start", "ready");
+    for i in 0..300 {
+        turret.send(result_frame(i, Some("navigation")));
+    }
+    let pid = hq.child.id().to_string();
+    let sigint = || {
+        assert!(std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    sigint();
+    // The turret never reports ready: only a second Ctrl-C ends the 120 s drain.
+    turret.expect("stop", "Running");
+    let pressed = std::time::Instant::now();
+    sigint();
+    let (_, out) = hq.wait_exit(T);
+    assert!(
+        pressed.elapsed() < Duration::from_secs(5),
+        "took {:?}\n{out}",
+        pressed.elapsed()
+    );
+    assert_eq!(
+        count_rows(&project.db(), "SELECT count(*) FROM result"),
+        300
+    );
+}
