@@ -203,8 +203,8 @@ fn csv_of_the_real_oct_database_matches_octs_own_export() {
     assert_eq!(ours.split('\n').filter(|l| !l.is_empty()).count(), 340);
 }
 
-#[test]
-fn report_of_the_real_oct_database_agrees_with_oct_to_two_decimals() {
+/// The report of the database the real OCT 0.4.12 wrote, rebuilt into a temp folder.
+fn rebuilt_real_oct_results() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
         fixture("real-oct-results.sqlite"),
@@ -216,6 +216,12 @@ fn report_of_the_real_oct_database_agrees_with_oct_to_two_decimals() {
         tmp.path().to_str().unwrap(),
         fixture("real-oct-config.json").to_str().unwrap(),
     ]);
+    tmp
+}
+
+#[test]
+fn report_of_the_real_oct_database_agrees_with_oct_to_two_decimals() {
+    let tmp = rebuilt_real_oct_results();
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("summary.json")).unwrap())
             .unwrap();
@@ -357,17 +363,7 @@ fn the_report_renders_in_a_real_browser() {
         .expect(
             "headless Chromium is needed for this test: apt-get install chromium (.ci/run does)",
         );
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        fixture("real-oct-results.sqlite"),
-        tmp.path().join("results.sqlite"),
-    )
-    .unwrap();
-    oct_utc(&[
-        "rebuild",
-        tmp.path().to_str().unwrap(),
-        fixture("real-oct-config.json").to_str().unwrap(),
-    ]);
+    let tmp = rebuilt_real_oct_results();
     let url = format!("file://{}", tmp.path().join("results.html").display());
     let profile = tmp.path().join("profile");
     let flags = [

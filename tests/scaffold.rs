@@ -31,6 +31,18 @@ fn fails(cmd: &mut Command) -> String {
     err
 }
 
+/// `tar czf OUT -C DIR WHAT`, as a user would make a template or a hostile tarball.
+fn tar_czf(out: &Path, dir: &Path, what: &str) {
+    run_ok(
+        Command::new("tar")
+            .arg("czf")
+            .arg(out)
+            .arg("-C")
+            .arg(dir)
+            .arg(what),
+    );
+}
+
 fn listing(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -96,13 +108,7 @@ fn new_project_from_a_template_tarball() {
     run_ok(&mut oct(&["new-project", src.to_str().unwrap()]));
     std::fs::write(src.join("test_scripts/extra.lua"), "function run(t) end").unwrap();
     let tpl = tmp.path().join("tpl.tar.gz");
-    run_ok(Command::new("tar").args([
-        "czf",
-        tpl.to_str().unwrap(),
-        "-C",
-        src.to_str().unwrap(),
-        ".",
-    ]));
+    tar_czf(&tpl, &src, ".");
     let dst = tmp.path().join("dst");
     run_ok(&mut oct(&[
         "new-project",
@@ -114,13 +120,7 @@ fn new_project_from_a_template_tarball() {
 
     // A template without templates/ is refused, and leaves nothing behind.
     std::fs::remove_dir_all(src.join("templates")).unwrap();
-    run_ok(Command::new("tar").args([
-        "czf",
-        tpl.to_str().unwrap(),
-        "-C",
-        src.to_str().unwrap(),
-        ".",
-    ]));
+    tar_czf(&tpl, &src, ".");
     let bad = tmp.path().join("bad");
     let err = fails(&mut oct(&[
         "new-project",
@@ -282,13 +282,7 @@ fn malformed_input_is_named() {
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("readme"), "x").unwrap();
     let no_config = tmp.path().join("noconfig.tar.gz");
-    run_ok(Command::new("tar").args([
-        "czf",
-        no_config.to_str().unwrap(),
-        "-C",
-        empty.to_str().unwrap(),
-        "readme",
-    ]));
+    tar_czf(&no_config, &empty, "readme");
     let err = fails(&mut oct(&["turret", "--tar", no_config.to_str().unwrap()]));
     assert!(
         err.contains("noconfig.tar.gz: no config.json at the top of the tarball"),
