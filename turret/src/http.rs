@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
-use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
+use mlua::{FromLuaMulti, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -307,15 +307,12 @@ function http.patch(url, body, opts) return response(raw("PATCH", url, body, opt
 return http
 "#;
 
-/// Reads `opts` and performs the request for Lua; returns status, body and the raw header block.
-async fn lua_request(
-    lua: Lua,
-    client: Client,
-    method: String,
-    mut url: String,
-    body: Option<mlua::String>,
-    opts: Option<Table>,
-) -> mlua::Result<(u16, mlua::String, mlua::String)> {
+/// Performs the request a canon's script yielded (`method, url, body, opts`), reading `opts`
+/// between resumes. Returns what the script's `raw` gets back: `status, body, header block`, or
+/// `nil, message` for a connection error or timeout (raised as a Lua error there).
+pub async fn perform(lua: &Lua, client: &Client, args: MultiValue) -> mlua::Result<MultiValue> {
+    let (method, mut url, body, opts): (String, String, Option<mlua::String>, Option<Table>) =
+        FromLuaMulti::from_lua_multi(args, lua)?;
     let mut body = body.map(|b| b.as_bytes().to_vec());
     let mut headers = Vec::new();
     let mut timeout = DEFAULT_TIMEOUT;
@@ -357,39 +354,46 @@ async fn lua_request(
         }
     }
     let body = Bytes::from(body.unwrap_or_default());
-    let resp = client
-        .send(&method, &url, &headers, body, timeout)
-        .await
-        .map_err(|e| mlua::Error::RuntimeError(format!("{method} {url}: {e}")))?;
-    let mut block = String::with_capacity(resp.headers.len() * 32);
-    for (k, v) in &resp.headers {
-        block.push_str(k);
-        block.push_str(": ");
-        block.push_str(v);
-        block.push_str("\r\n");
+    match client.send(&method, &url, &headers, body, timeout).await {
+        Ok(resp) => {
+            let mut block = String::with_capacity(resp.headers.len() * 32);
+            for (k, v) in &resp.headers {
+                block.push_str(k);
+                block.push_str(": ");
+                block.push_str(v);
+                block.push_str("\r\n");
+            }
+            (
+                resp.status,
+                lua.create_string(&resp.body)?,
+                lua.create_string(&block)?,
+            )
+                .into_lua_multi(lua)
+        }
+        Err(e) => (LuaValue::Nil, format!("{method} {url}: {e}")).into_lua_multi(lua),
     }
-    Ok((
-        resp.status,
-        lua.create_string(&resp.body)?,
-        lua.create_string(&block)?,
-    ))
 }
 
-/// Builds the `http` table for one canon's Lua state.
+/// Builds the `http` table for one canon's Lua state. Its functions yield the request to the
+/// canon's driver (`engine::lua`), which performs it and resumes the script with the response:
+/// a request costs one coroutine yield and resume, no future or userdata per call.
 pub fn table(lua: &Lua) -> mlua::Result<Table> {
-    let client = Client::default();
-    let raw =
-        lua.create_async_function(
-            move |lua,
-                  (method, url, body, opts): (
-                String,
-                String,
-                Option<mlua::String>,
-                Option<Table>,
-            )| { lua_request(lua, client.clone(), method, url, body, opts) },
-        )?;
+    let raw: mlua::Function = lua
+        .load(
+            r#"
+            local yield, error = coroutine.yield, error
+            return function(method, url, body, opts)
+              local status, b, h = yield("oct:http", method, url, body, opts)
+              if status == nil then error(b, 0) end
+              return status, b, h
+            end
+            "#,
+        )
+        .set_name("@oct-http-raw")
+        .eval()?;
     lua.load(HTTP_LUA).set_name("@oct-http").call(raw)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

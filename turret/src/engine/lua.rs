@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlua::{Function, Lua, LuaSerdeExt, Table, Value as LuaValue};
+use mlua::{
+    Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, ThreadStatus, Value as LuaValue,
+};
 use protocol::Timers;
 
 use std::rc::Rc;
@@ -15,8 +17,11 @@ use super::{Canon, CanonInfo, Engine, Iteration, LocalFuture, Script, ScriptErro
 /// The per-iteration object `t` and the canon loop, written in Lua: a transaction crosses into
 /// Rust only for its own I/O and one `report` call, instead of three coroutine calls.
 const PRELUDE: &str = r#"
-local clock, yield_now = __oct_clock, __oct_yield
-__oct_clock, __oct_yield = nil, nil
+local clock = __oct_clock
+__oct_clock = nil
+local co_yield = coroutine.yield
+-- Let the canons beside this one run: the driver resumes at once after a turn.
+local function yield_now() co_yield("oct:yield") end
 local pcall, setmetatable = pcall, setmetatable
 local keep_going, report
 function __oct_bind(k, r)
@@ -212,10 +217,50 @@ impl Script for LuaScript {
             let bind: Function = g.get("__oct_bind").map_err(err)?;
             bind.call::<()>((keep_going, report)).map_err(err)?;
             let looper: Function = g.get("__oct_loop").map_err(err)?;
-            looper
-                .call_async::<()>((self.setup.clone(), self.run.clone(), self.tear_down.clone()))
-                .await
-                .map_err(err)
+            let thread = self.lua.create_thread(looper).map_err(err)?;
+            let client = crate::http::Client::default();
+            let mut args = (self.setup.clone(), self.run.clone(), self.tear_down.clone())
+                .into_lua_multi(&self.lua)
+                .map_err(err)?;
+            // Drive the canon's coroutine: it yields what it waits for (a request, a sleep, a
+            // turn), the driver awaits it and resumes the script with the answer.
+            loop {
+                let out: MultiValue = thread.resume(args).map_err(err)?;
+                if thread.status() != ThreadStatus::Resumable {
+                    return Ok(());
+                }
+                let mut out = out.into_iter();
+                let tag = match out.next() {
+                    Some(LuaValue::String(s)) => s.to_string_lossy(),
+                    _ => String::new(),
+                };
+                let rest: MultiValue = out.collect();
+                args = match tag.as_str() {
+                    "oct:http" => crate::http::perform(&self.lua, &client, rest)
+                        .await
+                        .map_err(err)?,
+                    "oct:sleep" => {
+                        let secs = match rest.into_iter().next() {
+                            Some(LuaValue::Number(n)) => n,
+                            Some(LuaValue::Integer(i)) => i as f64,
+                            _ => 0.0,
+                        };
+                        if secs.is_finite() && secs > 0.0 {
+                            tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))).await;
+                        }
+                        MultiValue::new()
+                    }
+                    "oct:yield" => {
+                        tokio::task::yield_now().await;
+                        MultiValue::new()
+                    }
+                    _ => {
+                        return Err(ScriptError(
+                            "the script yielded its canon's coroutine (coroutine.yield outside a coroutine of its own)".into(),
+                        ))
+                    }
+                };
+            }
         })
     }
 }
@@ -227,25 +272,15 @@ fn install(lua: &Lua, canon: &CanonInfo) -> mlua::Result<()> {
         "__oct_clock",
         lua.create_function(move |_, ()| Ok(origin.elapsed().as_secs_f64()))?,
     )?;
-    g.set(
-        "__oct_yield",
-        lua.create_async_function(|_, ()| async {
-            tokio::task::yield_now().await;
-            Ok(())
-        })?,
-    )?;
     lua.load(PRELUDE).set_name("@oct-prelude").exec()?;
 
     let oct = lua.create_table()?;
-    oct.set(
-        "sleep",
-        lua.create_async_function(|_, secs: f64| async move {
-            if secs.is_finite() && secs > 0.0 {
-                tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))).await;
-            }
-            Ok(())
-        })?,
-    )?;
+    // Yields to the canon's driver, which sleeps without blocking the thread's other canons.
+    let sleep: Function = lua
+        .load("local y = coroutine.yield; return function(s) y('oct:sleep', s) end")
+        .set_name("@oct-sleep")
+        .eval()?;
+    oct.set("sleep", sleep)?;
     oct.set(
         "now",
         lua.create_function(|_, ()| {
