@@ -427,6 +427,15 @@ mod tests {
         );
         let e = load("error('top level boom')").err().unwrap();
         assert_eq!(e.0, "s.lua:1: top level boom");
+        // http.* yields to the canon's driver: not possible at top level, and said so.
+        let e = load("http.get('http://127.0.0.1:9/')\nfunction run(t) end")
+            .err()
+            .unwrap();
+        assert!(
+            e.0.contains("attempt to yield from outside a coroutine"),
+            "{}",
+            e.0
+        );
     }
 
     #[test]
