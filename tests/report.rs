@@ -88,6 +88,20 @@ fn small_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// `oct rebuild-results DIR CONFIG` (DIR/results.sqlite), in UTC.
+fn rebuild(dir: &Path, config: &Path) {
+    oct_utc(&[
+        "rebuild-results",
+        dir.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ]);
+}
+
+/// The summary.json a rebuild wrote into `dir`.
+fn summary_of(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
 /// The HTML with what changes between machines or versions blanked, and the SVGs (tested on
 /// their own) reduced to their titles.
 fn structure(html: &str) -> String {
@@ -117,11 +131,7 @@ fn report_of_a_small_database_matches_its_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     small_db(tmp.path());
     let config = small_config(tmp.path());
-    oct_utc(&[
-        "rebuild-results",
-        tmp.path().to_str().unwrap(),
-        config.to_str().unwrap(),
-    ]);
+    rebuild(tmp.path(), &config);
     let html = std::fs::read_to_string(tmp.path().join("results.html")).unwrap();
     insta::assert_snapshot!("small_report_html", structure(&html));
     // The awkward timer name is escaped in HTML and safe as a file name (OCT crashes on '/').
@@ -137,9 +147,7 @@ fn report_of_a_small_database_matches_its_snapshot() {
         "{graphs:?}"
     );
 
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("summary.json")).unwrap())
-            .unwrap();
+    let summary: Value = summary_of(tmp.path());
     assert_eq!(summary["transactions"], 5);
     assert_eq!(summary["errors"], 2);
     let all = &summary["series"][0];
@@ -211,20 +219,14 @@ fn rebuilt_real_oct_results() -> tempfile::TempDir {
         tmp.path().join("results.sqlite"),
     )
     .unwrap();
-    oct_utc(&[
-        "rebuild",
-        tmp.path().to_str().unwrap(),
-        fixture("real-oct-config.json").to_str().unwrap(),
-    ]);
+    rebuild(tmp.path(), &fixture("real-oct-config.json"));
     tmp
 }
 
 #[test]
 fn report_of_the_real_oct_database_agrees_with_oct_to_two_decimals() {
     let tmp = rebuilt_real_oct_results();
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("summary.json")).unwrap())
-            .unwrap();
+    let summary: Value = summary_of(tmp.path());
     // What OCT computes on this file (pandas describe, percentiles [.8, .9, .95]), rounded as
     // OCT displays it.
     let oct: [(&str, u64, [f64; 7]); 4] = [
@@ -283,16 +285,10 @@ fn zero_results_is_a_clear_no_results_report() {
         .unwrap();
     drop(conn);
     let config = small_config(tmp.path());
-    oct_utc(&[
-        "rebuild-results",
-        tmp.path().to_str().unwrap(),
-        config.to_str().unwrap(),
-    ]);
+    rebuild(tmp.path(), &config);
     let html = std::fs::read_to_string(tmp.path().join("results.html")).unwrap();
     assert!(html.contains("id=\"no-results\""), "{html}");
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("summary.json")).unwrap())
-            .unwrap();
+    let summary: Value = summary_of(tmp.path());
     assert_eq!(summary["transactions"], 0);
     assert_eq!(summary["series"], serde_json::json!([]));
 }

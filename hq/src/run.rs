@@ -456,13 +456,10 @@ impl Hq<'_> {
         if phase == Phase::Draining && t.started && s.status != TurretState::Running {
             t.stopped = true;
         }
-        if s.results_sent.is_some() || t.status.results_sent.is_none() {
-            t.status = s;
-        } else {
-            let sent = t.status.results_sent;
-            t.status = s;
-            t.status.results_sent = sent;
-        }
+        // A later status without the count (a status_request answer) keeps the one reported.
+        let sent = s.results_sent.or(t.status.results_sent);
+        t.status = s;
+        t.status.results_sent = sent;
         self.writer.send(Op::Turret(row))?;
         Ok(())
     }

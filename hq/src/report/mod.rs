@@ -205,6 +205,20 @@ fn table_exists(conn: &Connection, name: &str) -> bool {
     .is_some()
 }
 
+/// Every row of `sql`, mapped; errors name the database.
+fn rows<T>(
+    conn: &Connection,
+    db: &Path,
+    sql: &str,
+    map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, ReportError> {
+    let mut stmt = conn.prepare(sql).map_err(|e| db_error(db, e))?;
+    let mapped = stmt.query_map([], map).map_err(|e| db_error(db, e))?;
+    mapped
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(|e| db_error(db, e))
+}
+
 fn meta(conn: &Connection, key: &str) -> Option<String> {
     if !table_exists(conn, "oct_run") {
         return None;
@@ -362,11 +376,11 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
 
     let mut turrets = Vec::new();
     if table_exists(&conn, "turret") {
-        let mut stmt = conn
-            .prepare("SELECT name, uuid, cannons, rampup, script, status, updated_at FROM turret ORDER BY id")
-            .map_err(|e| db_error(db, e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        turrets = rows(
+            &conn,
+            db,
+            "SELECT name, uuid, cannons, rampup, script, status, updated_at FROM turret ORDER BY id",
+            |r| {
                 Ok(TurretView {
                     name: r.get(0)?,
                     uuid: r.get(1)?,
@@ -376,11 +390,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
                     status: r.get(5)?,
                     updated_at: r.get::<_, String>(6).unwrap_or_default(),
                 })
-            })
-            .map_err(|e| db_error(db, e))?;
-        for row in rows {
-            turrets.push(row.map_err(|e| db_error(db, e))?);
-        }
+            },
+        )?;
     }
     if turrets.is_empty() {
         turrets = input
@@ -436,30 +447,28 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     }
 
     let ours = table_exists(&conn, "oct_rejected");
-    let mut rejected = Vec::new();
-    if ours {
-        let mut stmt = conn
-            .prepare("SELECT kind, count, first_error FROM oct_rejected ORDER BY kind")
-            .map_err(|e| db_error(db, e))?;
-        let rows = stmt
-            .query_map([], |r| {
+    let rejected = if ours {
+        rows(
+            &conn,
+            db,
+            "SELECT kind, count, first_error FROM oct_rejected ORDER BY kind",
+            |r| {
                 Ok(RejectedView {
                     kind: r.get(0)?,
                     count: r.get::<_, i64>(1)? as u64,
                     first_error: r.get(2)?,
                 })
-            })
-            .map_err(|e| db_error(db, e))?;
-        for row in rows {
-            rejected.push(row.map_err(|e| db_error(db, e))?);
-        }
-    }
+            },
+        )?
+    } else {
+        Vec::new()
+    };
     let rejected_count: Option<u64> = ours.then(|| rejected.iter().map(|r| r.count).sum());
     let lost: Option<u64> = meta(&conn, "lost").and_then(|v| v.parse().ok());
-    let lost_text = match (ours, meta(&conn, "lost")) {
+    let lost_text = match (ours, lost) {
         (false, _) => "unknown (database written by OCT)".to_owned(),
-        (true, Some(v)) if v.parse::<u64>().is_ok() => v,
-        (true, _) => "unknown (a turret did not report its count)".to_owned(),
+        (true, Some(n)) => n.to_string(),
+        (true, None) => "unknown (a turret did not report its count)".to_owned(),
     };
 
     let transactions = scan.all.count();
