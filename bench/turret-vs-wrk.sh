@@ -81,5 +81,5 @@ rss() { # $1 canons: peak RSS of the turret process while its canons run
   n=$(awk '/^transactions:/ {print $2}' "$work/m$1.out")
   echo "RSS with $1 canons: peak $((peak / 1024)) MB ($n transactions in 5 s)"
 }
-rss 1000
-rss 10000
+[ -n "${NORSS:-}" ] || rss 1000
+[ -n "${NORSS:-}" ] || rss 10000

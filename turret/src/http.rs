@@ -1,25 +1,30 @@
 //! The `http` table of Lua scripts: `http.get(url [, opts])`, `http.post(url, body [, opts])`,
 //! `http.put/patch`, `http.delete/head(url [, opts])`, `http.request(method, url [, opts])`.
 //!
-//! One [`Client`] per canon: its keep-alive connections (one per host, hyper's per-connection
-//! `http1` API, which skips the pooled client's bookkeeping) and its cookie jar belong to that
-//! virtual user. A connection error or timeout raises a Lua error naming the method and URL;
-//! any HTTP status is a normal response.
+//! One [`Client`] per canon: its keep-alive connections (one per host) and its cookie jar
+//! belong to that virtual user. The client is a small HTTP/1.1 client of its own, run inline
+//! in the canon's future (as wrk does): the request is written in one `write`, the response
+//! parsed with `httparse` from a buffer the connection keeps, with no connection task, channel
+//! or header map per request — this path is the turret's hot loop. It speaks what load targets
+//! answer: `Content-Length`, chunked and close-delimited bodies, `1xx` interim responses,
+//! keep-alive by HTTP version and `Connection`. A connection error or timeout raises a Lua
+//! error naming the method and URL; any HTTP status is a normal response.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
-use mlua::{FromLuaMulti, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
+use http::Uri;
+use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A response head larger than this is refused rather than buffered without end.
+const MAX_HEAD: usize = 1 << 20;
+const MAX_HEADERS: usize = 100;
 
 /// One canon's HTTP client.
 #[derive(Clone, Default)]
@@ -27,22 +32,27 @@ pub struct Client(Rc<RefCell<Inner>>);
 
 #[derive(Default)]
 struct Inner {
-    /// Idle keep-alive connections by `host:port`. A connection in use is taken out, so a
-    /// RefCell borrow never spans an await.
-    idle: HashMap<String, SendRequest<Full<Bytes>>>,
+    /// Idle keep-alive connections by `scheme://host:port` (a canon talks to a few hosts: a
+    /// list beats a map). A connection in use is taken out, so no borrow spans an await.
+    idle: Vec<(Rc<str>, Conn)>,
     /// Cookies by host: name → value, in the order first set.
-    cookies: HashMap<String, Vec<(String, String)>>,
+    cookies: Vec<(String, Vec<(String, String)>)>,
+    /// The last URL parsed: a canon usually requests the same few URLs over and over.
+    last: Option<(Box<[u8]>, Rc<Target>)>,
 }
 
+/// A response: status, the header block (`name: value\r\n` lines as received) and the body.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
+    pub headers: String,
+    pub body: Vec<u8>,
 }
 
+#[derive(Debug)]
 struct Target {
     /// `scheme://host:port`: what a kept-alive connection is reused for.
-    key: String,
+    key: Rc<str>,
     /// `host[:port]` for the Host header.
     authority: String,
     host: String,
@@ -58,7 +68,12 @@ fn target(url: &str) -> Result<Target, String> {
         Some("https") => true,
         _ => return Err("the URL must start with http:// or https://".into()),
     };
-    let host = uri.host().ok_or("the URL has no host")?.to_owned();
+    let host = uri.host().ok_or("the URL has no host")?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let authority = uri
@@ -66,7 +81,7 @@ fn target(url: &str) -> Result<Target, String> {
         .map(|a| a.as_str().to_owned())
         .unwrap_or_else(|| host.clone());
     Ok(Target {
-        key: format!("{}://{host}:{port}", if tls { "https" } else { "http" }),
+        key: format!("{}://{host}:{port}", if tls { "https" } else { "http" }).into(),
         authority,
         host,
         port,
@@ -109,9 +124,298 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .clone()
 }
 
-async fn connect(t: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+/// A connection's byte stream. TLS is boxed: its state is large, and an inline one would grow
+/// every request's future (and so every canon) by it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Io::Plain(s) => s.write_all(bytes).await,
+            Io::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => read_tls(s, buf).await,
+        }
+    }
+}
+
+async fn read_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match s.read(buf).await {
+        // A server that closes without close_notify has still sent everything it meant to.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
+    }
+}
+
+/// A kept-alive connection with its read buffer (`buf[start..end]` is received, unparsed).
+struct Conn {
+    io: Io,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Why an exchange failed, and whether a retry on a new connection is safe.
+struct Failure {
+    message: String,
+    /// Nothing of a response arrived: a kept-alive connection the server had closed.
+    stale: bool,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            stale: false,
+        }
+    }
+}
+
+/// What the head of a response says about its body.
+struct Head {
+    status: u16,
+    len: usize,
+    body: BodyKind,
+    keep_alive: bool,
+}
+
+enum BodyKind {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+impl Conn {
+    fn new(io: Io) -> Conn {
+        Conn {
+            io,
+            buf: vec![0; 8192],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        let n = self.io.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads and parses one response head, interim (`1xx`) responses skipped; appends the
+    /// header lines to `headers`.
+    async fn head(&mut self, method: &[u8], headers: &mut String) -> Result<Head, Failure> {
+        let mut got_any = false;
+        loop {
+            let parsed = {
+                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut slots);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = resp.code.unwrap_or(0);
+                        let mut head = Head {
+                            status,
+                            len: n,
+                            body: BodyKind::UntilClose,
+                            keep_alive: resp.version == Some(1),
+                        };
+                        let mut chunked = false;
+                        let mut length = None;
+                        headers.clear();
+                        for h in resp.headers.iter() {
+                            let value = String::from_utf8_lossy(h.value);
+                            if h.name.eq_ignore_ascii_case("content-length") {
+                                length = Some(value.trim().parse::<usize>().map_err(|_| {
+                                    Failure::new(format!("bad Content-Length: {value}"))
+                                })?);
+                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                                chunked = value
+                                    .rsplit(',')
+                                    .next()
+                                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+                            } else if h.name.eq_ignore_ascii_case("connection") {
+                                for token in value.split(',') {
+                                    let token = token.trim();
+                                    if token.eq_ignore_ascii_case("close") {
+                                        head.keep_alive = false;
+                                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                                        head.keep_alive = true;
+                                    }
+                                }
+                            }
+                            headers.push_str(h.name);
+                            headers.push_str(": ");
+                            headers.push_str(&value);
+                            headers.push_str("\r\n");
+                        }
+                        head.body = if method == b"HEAD"
+                            || (100..200).contains(&status)
+                            || status == 204
+                            || status == 304
+                        {
+                            BodyKind::None
+                        } else if chunked {
+                            BodyKind::Chunked
+                        } else if let Some(n) = length {
+                            BodyKind::Length(n)
+                        } else {
+                            BodyKind::UntilClose
+                        };
+                        Some(Ok(head))
+                    }
+                    Ok(httparse::Status::Partial) => None,
+                    Err(e) => Some(Err(Failure::new(format!("bad response: {e}")))),
+                }
+            };
+            match parsed {
+                Some(Ok(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    self.start += head.len;
+                }
+                Some(Ok(head)) => {
+                    self.start += head.len;
+                    return Ok(head);
+                }
+                Some(Err(e)) => return Err(e),
+                None if self.end - self.start > MAX_HEAD => {
+                    return Err(Failure::new("response head larger than 1 MiB"))
+                }
+                None => {
+                    let n = self.fill().await.map_err(|e| Failure {
+                        stale: !got_any,
+                        message: e.to_string(),
+                    })?;
+                    if n == 0 {
+                        return Err(Failure {
+                            stale: !got_any,
+                            message: "connection closed before a complete response".into(),
+                        });
+                    }
+                    got_any = true;
+                }
+            }
+        }
+    }
+
+    /// Reads the body the head announced.
+    async fn body(&mut self, kind: &BodyKind) -> Result<Vec<u8>, Failure> {
+        let broken = |e: std::io::Error| Failure::new(format!("reading body: {e}"));
+        let closed = || Failure::new("reading body: connection closed mid-body");
+        match *kind {
+            BodyKind::None => Ok(Vec::new()),
+            BodyKind::Length(n) => {
+                let have = (self.end - self.start).min(n);
+                let mut body = Vec::with_capacity(n);
+                body.extend_from_slice(&self.buf[self.start..self.start + have]);
+                self.start += have;
+                if have < n {
+                    body.resize(n, 0);
+                    let mut got = have;
+                    while got < n {
+                        let r = self.io.read(&mut body[got..]).await.map_err(broken)?;
+                        if r == 0 {
+                            return Err(closed());
+                        }
+                        got += r;
+                    }
+                }
+                Ok(body)
+            }
+            BodyKind::UntilClose => {
+                let mut body = self.pending().to_vec();
+                self.start = self.end;
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let r = self.io.read(&mut chunk).await.map_err(broken)?;
+                    if r == 0 {
+                        return Ok(body);
+                    }
+                    body.extend_from_slice(&chunk[..r]);
+                }
+            }
+            BodyKind::Chunked => {
+                let mut body = Vec::new();
+                loop {
+                    let line = self.line().await?;
+                    let size = line.split(|&b| b == b';').next().unwrap_or(b"");
+                    let size = std::str::from_utf8(size)
+                        .ok()
+                        .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                        .ok_or_else(|| Failure::new("reading body: bad chunk size"))?;
+                    if size == 0 {
+                        // Trailers, up to the empty line.
+                        while !self.line().await?.is_empty() {}
+                        return Ok(body);
+                    }
+                    while self.end - self.start < size + 2 {
+                        if self.fill().await.map_err(broken)? == 0 {
+                            return Err(closed());
+                        }
+                    }
+                    body.extend_from_slice(&self.buf[self.start..self.start + size]);
+                    self.start += size + 2;
+                }
+            }
+        }
+    }
+
+    /// One CRLF-terminated line of a chunked body, without its CRLF.
+    async fn line(&mut self) -> Result<Vec<u8>, Failure> {
+        loop {
+            if let Some(i) = self.pending().windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[self.start..self.start + i].to_vec();
+                self.start += i + 2;
+                return Ok(line);
+            }
+            if self.end - self.start > MAX_HEAD {
+                return Err(Failure::new("reading body: chunk line too long"));
+            }
+            if self
+                .fill()
+                .await
+                .map_err(|e| Failure::new(format!("reading body: {e}")))?
+                == 0
+            {
+                return Err(Failure::new("reading body: connection closed mid-body"));
+            }
+        }
+    }
+}
+
+async fn connect(t: &Target) -> Result<Conn, String> {
     let fail = |e: &dyn std::fmt::Display| format!("connecting to {}:{}: {e}", t.host, t.port);
-    let stream = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+    let stream = TcpStream::connect((t.host.as_str(), t.port))
         .await
         .map_err(|e| fail(&e))?;
     let _ = stream.set_nodelay(true);
@@ -121,122 +425,165 @@ async fn connect(t: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
             .connect(name, stream)
             .await
             .map_err(|e| fail(&format!("TLS: {e}")))?;
-        handshake(TokioIo::new(tls), t).await
+        Ok(Conn::new(Io::Tls(Box::new(tls))))
     } else {
-        handshake(TokioIo::new(stream), t).await
+        Ok(Conn::new(Io::Plain(stream)))
     }
 }
 
-async fn handshake<I>(io: I, t: &Target) -> Result<SendRequest<Full<Bytes>>, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("connecting to {}:{}: {e}", t.host, t.port))?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+/// What a request carries besides its URL.
+pub struct Request<'a> {
+    pub method: &'a [u8],
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub timeout: Duration,
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Client {
-    pub async fn send(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(String, String)],
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Response, String> {
-        let t = target(url)?;
-        let method = Method::from_bytes(method.as_bytes()).map_err(|_| "bad method".to_owned())?;
+    fn target(&self, url: &[u8]) -> Result<Rc<Target>, String> {
+        if let Some((last, t)) = &self.0.borrow().last {
+            if **last == *url {
+                return Ok(Rc::clone(t));
+            }
+        }
+        let text = std::str::from_utf8(url).map_err(|_| "bad URL: not UTF-8".to_owned())?;
+        let t = Rc::new(target(text)?);
+        self.0.borrow_mut().last = Some((url.into(), Rc::clone(&t)));
+        Ok(t)
+    }
+
+    pub async fn send(&self, url: &[u8], req: &Request<'_>) -> Result<Response, String> {
+        let t = self.target(url)?;
+        if !is_token(req.method) {
+            return Err("bad method".into());
+        }
+        let mut wire = Vec::with_capacity(128 + req.body.len());
+        self.encode(&t, req, &mut wire)?;
         let work = async {
-            let reused = self.0.borrow_mut().idle.remove(&t.key);
+            let reused = {
+                let mut inner = self.0.borrow_mut();
+                let i = inner.idle.iter().position(|(k, _)| *k == t.key);
+                i.map(|i| inner.idle.swap_remove(i).1)
+            };
             let fresh = reused.is_none();
-            let sender = match reused {
-                Some(s) => s,
+            let conn = match reused {
+                Some(c) => c,
                 None => Box::pin(connect(&t)).await?,
             };
-            match self
-                .exchange(sender, &t, &method, headers, body.clone())
-                .await
-            {
+            match self.exchange(conn, &t, req.method, &wire).await {
                 Ok(r) => Ok(r),
                 // A kept-alive connection the server closed meanwhile: once more on a new one.
-                Err(_) if !fresh => {
-                    let sender = Box::pin(connect(&t)).await?;
-                    self.exchange(sender, &t, &method, headers, body).await
+                Err(e) if e.stale && !fresh => {
+                    let conn = Box::pin(connect(&t)).await?;
+                    self.exchange(conn, &t, req.method, &wire)
+                        .await
+                        .map_err(|e| e.message)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.message),
             }
         };
-        match tokio::time::timeout(timeout, work).await {
+        match tokio::time::timeout(req.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
+            Err(_) => Err(format!("timed out after {:?}", req.timeout)),
         }
+    }
+
+    /// The request's bytes: request line, Host, the jar's cookies, the script's headers,
+    /// Content-Length, body.
+    fn encode(&self, t: &Target, req: &Request<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+        let has = |name: &str| {
+            req.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name))
+        };
+        out.extend_from_slice(req.method);
+        out.push(b' ');
+        out.extend_from_slice(t.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !has("host") {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(t.authority.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some((_, jar)) = self.0.borrow().cookies.iter().find(|(h, _)| *h == t.host) {
+            if !jar.is_empty() {
+                out.extend_from_slice(b"Cookie: ");
+                for (i, (k, v)) in jar.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b"; ");
+                    }
+                    out.extend_from_slice(k.as_bytes());
+                    out.push(b'=');
+                    out.extend_from_slice(v.as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        for (k, v) in req.headers {
+            if !is_token(k.as_bytes()) || v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                return Err(format!("bad header {k:?}"));
+            }
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let body_method = matches!(req.method, b"POST" | b"PUT" | b"PATCH");
+        if (body_method || !req.body.is_empty()) && !has("content-length") {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(req.body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(req.body);
+        Ok(())
     }
 
     async fn exchange(
         &self,
-        mut sender: SendRequest<Full<Bytes>>,
+        mut conn: Conn,
         t: &Target,
-        method: &Method,
-        headers: &[(String, String)],
-        body: Bytes,
-    ) -> Result<Response, String> {
-        sender.ready().await.map_err(|e| e.to_string())?;
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(t.path.as_str())
-            .header(hyper::header::HOST, t.authority.as_str());
-        let cookie = self.cookie_header(&t.host);
-        if let Some(c) = cookie {
-            req = req.header(hyper::header::COOKIE, c);
+        method: &[u8],
+        wire: &[u8],
+    ) -> Result<Response, Failure> {
+        conn.io.write_all(wire).await.map_err(|e| Failure {
+            stale: true,
+            message: e.to_string(),
+        })?;
+        let mut headers = String::new();
+        let head = conn.head(method, &mut headers).await?;
+        let body = conn.body(&head.body).await?;
+        if headers.len() > 12 {
+            self.store_cookies(&t.host, &headers);
         }
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let mut out_headers = Vec::with_capacity(resp.headers().len());
-        let mut close = false;
-        for (k, v) in resp.headers() {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            if k == hyper::header::SET_COOKIE {
-                self.store_cookie(&t.host, &v);
-            }
-            if k == hyper::header::CONNECTION && v.eq_ignore_ascii_case("close") {
-                close = true;
-            }
-            out_headers.push((k.as_str().to_owned(), v));
-        }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading body: {e}"))?
-            .to_bytes();
-        if !close {
-            self.0.borrow_mut().idle.insert(t.key.clone(), sender);
+        // Bytes beyond the response mean a confused server: do not reuse the connection.
+        let reusable =
+            head.keep_alive && !matches!(head.body, BodyKind::UntilClose) && conn.start == conn.end;
+        if reusable {
+            self.0.borrow_mut().idle.push((Rc::clone(&t.key), conn));
         }
         Ok(Response {
-            status,
-            headers: out_headers,
+            status: head.status,
+            headers,
             body,
         })
     }
 
-    fn cookie_header(&self, host: &str) -> Option<String> {
-        let inner = self.0.borrow();
-        let jar = inner.cookies.get(host).filter(|j| !j.is_empty())?;
-        Some(
-            jar.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+    fn store_cookies(&self, host: &str, headers: &str) {
+        for line in headers.split("\r\n") {
+            let Some((name, value)) = line.split_once(": ") else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("set-cookie") {
+                self.store_cookie(host, value);
+            }
+        }
     }
 
     fn store_cookie(&self, host: &str, set_cookie: &str) {
@@ -246,7 +593,13 @@ impl Client {
         };
         let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
         let mut inner = self.0.borrow_mut();
-        let jar = inner.cookies.entry(host.to_owned()).or_default();
+        let jar = match inner.cookies.iter().position(|(h, _)| h == host) {
+            Some(i) => &mut inner.cookies[i].1,
+            None => {
+                inner.cookies.push((host.to_owned(), Vec::new()));
+                &mut inner.cookies.last_mut().expect("just pushed").1
+            }
+        };
         match jar.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
             None => jar.push((name, value)),
@@ -310,10 +663,39 @@ return http
 /// Performs the request a canon's script yielded (`method, url, body, opts`), reading `opts`
 /// between resumes. Returns what the script's `raw` gets back: `status, body, header block`, or
 /// `nil, message` for a connection error or timeout (raised as a Lua error there).
-pub async fn perform(lua: &Lua, client: &Client, args: MultiValue) -> mlua::Result<MultiValue> {
-    let (method, mut url, body, opts): (String, String, Option<mlua::String>, Option<Table>) =
-        FromLuaMulti::from_lua_multi(args, lua)?;
-    let mut body = body.map(|b| b.as_bytes().to_vec());
+pub async fn perform(lua: &Lua, client: &Client, mut args: MultiValue) -> mlua::Result<MultiValue> {
+    let mut arg = |name: &str| -> mlua::Result<Option<mlua::String>> {
+        match args.pop_front() {
+            Some(LuaValue::String(s)) => Ok(Some(s)),
+            None | Some(LuaValue::Nil) => Ok(None),
+            Some(LuaValue::Integer(i)) => lua.create_string(i.to_string()).map(Some),
+            Some(LuaValue::Number(n)) => lua.create_string(n.to_string()).map(Some),
+            Some(other) => Err(mlua::Error::RuntimeError(format!(
+                "http: {name} must be a string, not a {}",
+                other.type_name()
+            ))),
+        }
+    };
+    let method = arg("the method")?.ok_or_else(|| rt("http: no method"))?;
+    let url = arg("the URL")?.ok_or_else(|| rt("http: the URL must be a string, not nil"))?;
+    let body = arg("the body")?;
+    let opts = match args.pop_front() {
+        Some(LuaValue::Table(t)) => Some(t),
+        None | Some(LuaValue::Nil) => None,
+        Some(other) => {
+            return Err(rt(&format!(
+                "http: the options must be a table, not a {}",
+                other.type_name()
+            )))
+        }
+    };
+    let method = method.as_bytes();
+    let url_bytes = url.as_bytes();
+    let mut url: std::borrow::Cow<[u8]> = std::borrow::Cow::Borrowed(&url_bytes);
+    let mut body: std::borrow::Cow<[u8]> = match &body {
+        Some(b) => std::borrow::Cow::Owned(b.as_bytes().to_vec()),
+        None => std::borrow::Cow::Borrowed(b""),
+    };
     let mut headers = Vec::new();
     let mut timeout = DEFAULT_TIMEOUT;
     if let Some(opts) = &opts {
@@ -329,8 +711,10 @@ pub async fn perform(lua: &Lua, client: &Client, args: MultiValue) -> mlua::Resu
             }
             pairs.sort();
             if !pairs.is_empty() {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str(&encode_query(&pairs));
+                let mut u = url.to_vec();
+                u.push(if u.contains(&b'?') { b'&' } else { b'?' });
+                u.extend_from_slice(encode_query(&pairs).as_bytes());
+                url = std::borrow::Cow::Owned(u);
             }
         }
         if let Some(secs) = opts.get::<Option<f64>>("timeout")? {
@@ -339,12 +723,12 @@ pub async fn perform(lua: &Lua, client: &Client, args: MultiValue) -> mlua::Resu
             }
         }
         if let Some(b) = opts.get::<Option<mlua::String>>("body")? {
-            body = Some(b.as_bytes().to_vec());
+            body = std::borrow::Cow::Owned(b.as_bytes().to_vec());
         }
         let json = opts.get::<LuaValue>("json")?;
         if !json.is_nil() {
             let v: serde_json::Value = lua.from_value(json)?;
-            body = Some(v.to_string().into_bytes());
+            body = std::borrow::Cow::Owned(v.to_string().into_bytes());
             if !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
@@ -353,25 +737,33 @@ pub async fn perform(lua: &Lua, client: &Client, args: MultiValue) -> mlua::Resu
             }
         }
     }
-    let body = Bytes::from(body.unwrap_or_default());
-    match client.send(&method, &url, &headers, body, timeout).await {
-        Ok(resp) => {
-            let mut block = String::with_capacity(resp.headers.len() * 32);
-            for (k, v) in &resp.headers {
-                block.push_str(k);
-                block.push_str(": ");
-                block.push_str(v);
-                block.push_str("\r\n");
-            }
-            (
-                resp.status,
-                lua.create_string(&resp.body)?,
-                lua.create_string(&block)?,
-            )
-                .into_lua_multi(lua)
-        }
-        Err(e) => (LuaValue::Nil, format!("{method} {url}: {e}")).into_lua_multi(lua),
+    let req = Request {
+        method: &method,
+        headers: &headers,
+        body: &body,
+        timeout,
+    };
+    match client.send(&url, &req).await {
+        Ok(resp) => (
+            resp.status,
+            lua.create_string(&resp.body)?,
+            lua.create_string(&resp.headers)?,
+        )
+            .into_lua_multi(lua),
+        Err(e) => (
+            LuaValue::Nil,
+            format!(
+                "{} {}: {e}",
+                String::from_utf8_lossy(&method),
+                String::from_utf8_lossy(&url)
+            ),
+        )
+            .into_lua_multi(lua),
     }
+}
+
+fn rt(message: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(message.to_owned())
 }
 
 /// Builds the `http` table for one canon's Lua state. Its functions yield the request to the
@@ -394,21 +786,111 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     lua.load(HTTP_LUA).set_name("@oct-http").call(raw)
 }
 
+/// A real socket server for the client's tests and the Lua engine's.
+#[cfg(test)]
+pub(crate) mod test_server {
+    /// A real socket server answering each request with the next of `replies` (raw bytes; a
+    /// reply ending in `CLOSE` closes the connection after it). Keeps every request it read
+    /// and counts the connections it accepted.
+    pub struct Server {
+        pub port: u16,
+        requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    pub const CLOSE: &str = "<close>";
+
+    impl Server {
+        pub fn start(replies: Vec<String>) -> Server {
+            use std::io::{Read, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (reqs, acc) = (requests.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                let mut replies = replies.into_iter();
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { return };
+                    acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut buf = Vec::new();
+                    loop {
+                        // One request: head, then Content-Length bytes of body.
+                        let mut chunk = [0u8; 4096];
+                        let complete = |buf: &[u8]| {
+                            let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                            (buf.len() >= end + len).then_some(end + len)
+                        };
+                        let n = loop {
+                            if let Some(n) = complete(&buf) {
+                                break n;
+                            }
+                            match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => break 0,
+                                Ok(r) => buf.extend_from_slice(&chunk[..r]),
+                            }
+                        };
+                        if n == 0 {
+                            break;
+                        }
+                        reqs.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                        buf.drain(..n);
+                        let Some(reply) = replies.next() else { return };
+                        let (reply, close) = match reply.strip_suffix(CLOSE) {
+                            Some(r) => (r.to_owned(), true),
+                            None => (reply, false),
+                        };
+                        let _ = stream.write_all(reply.as_bytes());
+                        if close {
+                            break;
+                        }
+                    }
+                }
+            });
+            Server {
+                port,
+                requests,
+                accepted,
+            }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
+
+        pub fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
+        }
+
+        pub fn accepted(&self) -> usize {
+            self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_server::{Server, CLOSE};
     use super::*;
 
     #[test]
     fn urls_and_queries() {
         let t = target("http://127.0.0.1:8080/a/b?x=1").unwrap();
         assert_eq!(
-            (t.key.as_str(), t.path.as_str(), t.authority.as_str()),
+            (&*t.key, t.path.as_str(), t.authority.as_str()),
             ("http://127.0.0.1:8080", "/a/b?x=1", "127.0.0.1:8080")
         );
         assert_eq!(target("http://h").unwrap().path, "/");
         let s = target("https://example.test/x").unwrap();
         assert_eq!(
-            (s.key.as_str(), s.port, s.tls, s.authority.as_str()),
+            (&*s.key, s.port, s.tls, s.authority.as_str()),
             ("https://example.test:443", 443, true, "example.test")
         );
         assert_eq!(
@@ -419,5 +901,180 @@ mod tests {
             encode_query(&[("q".into(), "a b&c".into()), ("n".into(), "é".into())]),
             "q=a%20b%26c&n=%C3%A9"
         );
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn get(method: &str) -> Request<'static> {
+        Request {
+            method: if method == "HEAD" { b"HEAD" } else { b"GET" },
+            headers: &[],
+            body: b"",
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn bodies_by_length_chunks_and_close_on_one_kept_alive_connection() {
+        let big = "x".repeat(100_000);
+        let server =
+            Server::start(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\n\r\nabc".into(),
+            format!("HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{big}", big.len()),
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+             4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nT: v\r\n\r\n"
+                .into(),
+            "HTTP/1.1 204 No Content\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".into(),
+            "HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nuntil close".to_owned() + CLOSE,
+        ]);
+        let client = Client::default();
+        let url = server.url("/p?q=1");
+        block_on(async {
+            let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!((r.status, &r.body[..]), (200, &b"abc"[..]));
+            assert_eq!(r.headers, "Content-Length: 3\r\nX-A: 1\r\n");
+            let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!((r.status, r.body.len()), (201, big.len()));
+            let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!(
+                (r.status, String::from_utf8(r.body).unwrap().as_str()),
+                (200, "Wikipedia in \r\n\r\nchunks.")
+            );
+            let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!((r.status, r.body.len()), (204, 0));
+            let r = client.send(url.as_bytes(), &get("HEAD")).await.unwrap();
+            assert_eq!((r.status, r.body.len()), (200, 0), "HEAD has no body");
+            let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!((r.status, &r.body[..]), (500, &b"until close"[..]));
+        });
+        assert_eq!(
+            server.accepted(),
+            1,
+            "one kept-alive connection for all six"
+        );
+        let requests = server.requests();
+        assert_eq!(requests.len(), 6);
+        assert_eq!(
+            requests[0],
+            format!(
+                "GET /p?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                server.port
+            )
+        );
+        assert!(requests[4].starts_with("HEAD /p?q=1 HTTP/1.1\r\n"));
+        // The server closed the last one: no connection is kept for it.
+        assert!(client.0.borrow().idle.is_empty());
+    }
+
+    #[test]
+    fn a_closed_kept_alive_connection_is_retried_once_on_a_new_one() {
+        let server = Server::start(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na".to_owned() + CLOSE,
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb".into(),
+        ]);
+        let client = Client::default();
+        let url = server.url("/");
+        block_on(async {
+            let a = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            // The server closed without saying so: the client still holds the connection.
+            assert_eq!(client.0.borrow().idle.len(), 1);
+            let b = client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            assert_eq!((&a.body[..], &b.body[..]), (&b"a"[..], &b"b"[..]));
+        });
+        assert_eq!(server.accepted(), 2);
+    }
+
+    #[test]
+    fn cookies_headers_and_bodies_are_sent() {
+        let server = Server::start(vec![
+            "HTTP/1.1 200 OK\r\nSet-Cookie: sid=abc; Path=/\r\nset-cookie: lang=fr\r\n\
+             Content-Length: 0\r\n\r\n"
+                .into(),
+            "HTTP/1.1 200 OK\r\nSet-Cookie: sid=xyz\r\nContent-Length: 0\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into(),
+        ]);
+        let client = Client::default();
+        let url = server.url("/a");
+        let headers = [("X-Token".to_owned(), "t1".to_owned())];
+        block_on(async {
+            client.send(url.as_bytes(), &get("GET")).await.unwrap();
+            let post = Request {
+                method: b"POST",
+                headers: &headers,
+                body: b"{\"k\":1}",
+                timeout: Duration::from_secs(5),
+            };
+            client.send(url.as_bytes(), &post).await.unwrap();
+            client.send(url.as_bytes(), &get("GET")).await.unwrap();
+        });
+        let r = server.requests();
+        let host = format!("Host: 127.0.0.1:{}\r\n", server.port);
+        assert_eq!(
+            r[1],
+            format!(
+                "POST /a HTTP/1.1\r\n{host}Cookie: sid=abc; lang=fr\r\nX-Token: t1\r\n\
+                 Content-Length: 7\r\n\r\n{{\"k\":1}}"
+            )
+        );
+        assert_eq!(
+            r[2],
+            format!("GET /a HTTP/1.1\r\n{host}Cookie: sid=xyz; lang=fr\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn bad_input_and_broken_servers_are_clear_errors() {
+        let client = Client::default();
+        let server = Server::start(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_owned() + CLOSE,
+            "garbage\r\n\r\n".into(),
+        ]);
+        let url = server.url("/");
+        block_on(async {
+            let bad_header = [("X-A".to_owned(), "a\r\nInjected: 1".to_owned())];
+            let req = Request {
+                headers: &bad_header,
+                ..get("GET")
+            };
+            assert_eq!(
+                client.send(url.as_bytes(), &req).await.unwrap_err(),
+                "bad header \"X-A\""
+            );
+            let req = Request {
+                method: b"GE T",
+                ..get("GET")
+            };
+            assert_eq!(
+                client.send(url.as_bytes(), &req).await.unwrap_err(),
+                "bad method"
+            );
+            assert_eq!(
+                client.send(url.as_bytes(), &get("GET")).await.unwrap_err(),
+                "reading body: connection closed mid-body"
+            );
+            let e = client.send(url.as_bytes(), &get("GET")).await.unwrap_err();
+            assert!(e.starts_with("bad response:"), "{e}");
+        });
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let client = Client::default();
+        let req = Request {
+            timeout: Duration::from_millis(200),
+            ..get("GET")
+        };
+        let e = block_on(client.send(url.as_bytes(), &req)).unwrap_err();
+        assert_eq!(e, "timed out after 200ms");
+        drop(listener);
     }
 }

@@ -63,6 +63,9 @@ function __oct_loop(setup, run, tear_down)
 end
 "#;
 
+const YIELDED: &str =
+    "the script yielded its canon's coroutine (coroutine.yield outside a coroutine of its own)";
+
 pub struct LuaEngine {
     path: PathBuf,
     source: String,
@@ -229,18 +232,18 @@ impl Script for LuaScript {
                 if thread.status() != ThreadStatus::Resumable {
                     return Ok(());
                 }
-                let mut out = out.into_iter();
-                let tag = match out.next() {
-                    Some(LuaValue::String(s)) => s.to_string_lossy(),
-                    _ => String::new(),
+                let mut out = out;
+                let tag = match out.pop_front() {
+                    Some(LuaValue::String(s)) => s,
+                    _ => return Err(ScriptError(YIELDED.into())),
                 };
-                let rest: MultiValue = out.collect();
-                args = match tag.as_str() {
-                    "oct:http" => crate::http::perform(&self.lua, &client, rest)
+                let tag = tag.as_bytes();
+                args = match &*tag {
+                    b"oct:http" => crate::http::perform(&self.lua, &client, out)
                         .await
                         .map_err(err)?,
-                    "oct:sleep" => {
-                        let secs = match rest.into_iter().next() {
+                    b"oct:sleep" => {
+                        let secs = match out.pop_front() {
                             Some(LuaValue::Number(n)) => n,
                             Some(LuaValue::Integer(i)) => i as f64,
                             _ => 0.0,
@@ -250,15 +253,11 @@ impl Script for LuaScript {
                         }
                         MultiValue::new()
                     }
-                    "oct:yield" => {
+                    b"oct:yield" => {
                         tokio::task::yield_now().await;
                         MultiValue::new()
                     }
-                    _ => {
-                        return Err(ScriptError(
-                            "the script yielded its canon's coroutine (coroutine.yield outside a coroutine of its own)".into(),
-                        ))
-                    }
+                    _ => return Err(ScriptError(YIELDED.into())),
                 };
             }
         })
@@ -469,6 +468,38 @@ mod tests {
             )),
             "{}",
             got[0].error
+        );
+    }
+
+    #[test]
+    fn http_options_reach_the_server_and_the_response_reaches_the_script() {
+        let server = crate::http::test_server::Server::start(vec![
+            "HTTP/1.1 201 Created\r\nX-Req: 7\r\nContent-Length: 4\r\n\r\ndone".into(),
+        ]);
+        let got = iterate(
+            &format!(
+                r#"
+                function run(t)
+                  local r = http.post("{}", nil, {{
+                    query = {{q = "a b", n = 2}}, headers = {{["X-Mine"] = "m"}},
+                    json = {{k = "v"}}, timeout = 5}})
+                  assert(r.status == 201, r.status)
+                  assert(r.body == "done", r.body)
+                  assert(r.headers["x-req"] == "7", r.headers["x-req"])
+                end
+                "#,
+                server.url("/api?z=0")
+            ),
+            1,
+        );
+        assert_eq!(got[0].error, "");
+        let host = format!("127.0.0.1:{}", server.port);
+        assert_eq!(
+            server.requests(),
+            [format!(
+                "POST /api?z=0&n=2&q=a%20b HTTP/1.1\r\nHost: {host}\r\nX-Mine: m\r\n\
+                 Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{{\"k\":\"v\"}}"
+            )]
         );
     }
 }
