@@ -191,6 +191,8 @@ struct Head {
     len: usize,
     body: BodyKind,
     keep_alive: bool,
+    /// `Set-Cookie` values, for the jar.
+    cookies: Vec<String>,
 }
 
 enum BodyKind {
@@ -250,6 +252,7 @@ impl Conn {
                             len: n,
                             body: BodyKind::UntilClose,
                             keep_alive: resp.version == Some(1),
+                            cookies: Vec::new(),
                         };
                         let mut chunked = false;
                         let mut length = None;
@@ -265,6 +268,8 @@ impl Conn {
                                     .rsplit(',')
                                     .next()
                                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+                            } else if h.name.eq_ignore_ascii_case("set-cookie") {
+                                head.cookies.push(value.clone().into_owned());
                             } else if h.name.eq_ignore_ascii_case("connection") {
                                 for token in value.split(',') {
                                     let token = token.trim();
@@ -559,8 +564,8 @@ impl Client {
         let mut headers = String::new();
         let head = conn.head(method, &mut headers).await?;
         let body = conn.body(&head.body).await?;
-        if headers.len() > 12 {
-            self.store_cookies(&t.host, &headers);
+        for c in &head.cookies {
+            self.store_cookie(&t.host, c);
         }
         // Bytes beyond the response mean a confused server: do not reuse the connection.
         let reusable =
@@ -573,17 +578,6 @@ impl Client {
             headers,
             body,
         })
-    }
-
-    fn store_cookies(&self, host: &str, headers: &str) {
-        for line in headers.split("\r\n") {
-            let Some((name, value)) = line.split_once(": ") else {
-                continue;
-            };
-            if name.eq_ignore_ascii_case("set-cookie") {
-                self.store_cookie(host, value);
-            }
-        }
     }
 
     fn store_cookie(&self, host: &str, set_cookie: &str) {

@@ -103,6 +103,7 @@ impl Turret {
     fn canon_info(&self, index: u64) -> CanonInfo {
         CanonInfo {
             index,
+            canons: self.config.cannons,
             turret: self.config.name.clone(),
             context: self.context.clone(),
             config: Value::Object(self.config.raw.clone()),

@@ -16,6 +16,8 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct CanonInfo {
     pub index: u64,
+    /// How many canons the turret runs in all.
+    pub canons: u64,
     pub turret: String,
     pub context: Value,
     pub config: Value,
