@@ -39,7 +39,13 @@ struct Inner {
     cookies: Vec<(String, Vec<(String, String)>)>,
     /// The last URL parsed: a canon usually requests the same few URLs over and over.
     last: Option<(Box<[u8]>, Rc<Target>)>,
+    /// Buffers of the last request and response, reused by the next.
+    spare_wire: Vec<u8>,
+    spare: Option<Response>,
 }
+
+/// Buffers above this size are not kept for the next request.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// A response: status, the header block (`name: value\r\n` lines as received) and the body.
 #[derive(Debug)]
@@ -334,14 +340,15 @@ impl Conn {
     }
 
     /// Reads the body the head announced.
-    async fn body(&mut self, kind: &BodyKind) -> Result<Vec<u8>, Failure> {
+    async fn body(&mut self, kind: &BodyKind, mut body: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        body.clear();
         let broken = |e: std::io::Error| Failure::new(format!("reading body: {e}"));
         let closed = || Failure::new("reading body: connection closed mid-body");
         match *kind {
-            BodyKind::None => Ok(Vec::new()),
+            BodyKind::None => Ok(body),
             BodyKind::Length(n) => {
                 let have = (self.end - self.start).min(n);
-                let mut body = Vec::with_capacity(n);
+                body.reserve(n);
                 body.extend_from_slice(&self.buf[self.start..self.start + have]);
                 self.start += have;
                 if have < n {
@@ -358,7 +365,7 @@ impl Conn {
                 Ok(body)
             }
             BodyKind::UntilClose => {
-                let mut body = self.pending().to_vec();
+                body.extend_from_slice(self.pending());
                 self.start = self.end;
                 let mut chunk = [0u8; 16384];
                 loop {
@@ -370,7 +377,6 @@ impl Conn {
                 }
             }
             BodyKind::Chunked => {
-                let mut body = Vec::new();
                 loop {
                     let line = self.line().await?;
                     let size = line.split(|&b| b == b';').next().unwrap_or(b"");
@@ -468,7 +474,8 @@ impl Client {
         if !is_token(req.method) {
             return Err("bad method".into());
         }
-        let mut wire = Vec::with_capacity(128 + req.body.len());
+        let mut wire = std::mem::take(&mut self.0.borrow_mut().spare_wire);
+        wire.clear();
         self.encode(&t, req, &mut wire)?;
         let work = async {
             let reused = {
@@ -493,9 +500,22 @@ impl Client {
                 Err(e) => Err(e.message),
             }
         };
-        match tokio::time::timeout(req.timeout, work).await {
+        let result = match tokio::time::timeout(req.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {:?}", req.timeout)),
+        };
+        if wire.capacity() <= KEEP_BUFFER {
+            self.0.borrow_mut().spare_wire = wire;
+        }
+        result
+    }
+
+    /// Takes back a response's buffers once the script has its copy.
+    pub fn recycle(&self, mut response: Response) {
+        if response.body.capacity() <= KEEP_BUFFER && response.headers.capacity() <= KEEP_BUFFER {
+            response.body.clear();
+            response.headers.clear();
+            self.0.borrow_mut().spare = Some(response);
         }
     }
 
@@ -561,9 +581,13 @@ impl Client {
             stale: true,
             message: e.to_string(),
         })?;
-        let mut headers = String::new();
+        let spare = self.0.borrow_mut().spare.take();
+        let (mut headers, body) = match spare {
+            Some(r) => (r.headers, r.body),
+            None => (String::new(), Vec::new()),
+        };
         let head = conn.head(method, &mut headers).await?;
-        let body = conn.body(&head.body).await?;
+        let body = conn.body(&head.body, body).await?;
         for c in &head.cookies {
             self.store_cookie(&t.host, c);
         }
@@ -624,33 +648,38 @@ fn encode_query(pairs: &[(String, String)]) -> String {
     out
 }
 
-/// The `http` table, in Lua over one raw Rust function: building the response table in Lua
-/// uses its pre-interned constant keys, and the headers are parsed only if a script reads them
+/// The `http` table, in Lua: each function yields its request straight to the canon's driver
+/// (one call and one yield per request); building the response table in Lua uses its
+/// pre-interned constant keys, and the headers are parsed only if a script reads them
 /// (`r.headers`), so a transaction that only checks `r.status` pays for neither.
 const HTTP_LUA: &str = r#"
-local raw = ...
-local setmetatable, rawget, rawset, lower = setmetatable, rawget, rawset, string.lower
+local yield, error, setmetatable, rawget, rawset = coroutine.yield, error, setmetatable, rawget, rawset
+local lower, upper, gmatch = string.lower, string.upper, string.gmatch
 local R = {}
 R.__index = function(r, k)
   if k ~= "headers" then return nil end
   local h = {}
-  for name, value in string.gmatch(rawget(r, "_raw_headers") or "", "([^:\r\n]+): ([^\r\n]*)\r\n") do
+  for name, value in gmatch(rawget(r, "_raw_headers") or "", "([^:\r\n]+): ([^\r\n]*)\r\n") do
     h[lower(name)] = value
   end
   rawset(r, "headers", h)
   return h
 end
-local function response(status, body, headers)
-  return setmetatable({status = status, body = body, _raw_headers = headers}, R)
+-- Yields the request to the canon's driver, which resumes with the response (or nil and the
+-- message of a connection error or timeout).
+local function send(method, url, body, opts)
+  local status, b, h = yield("oct:http", method, url, body, opts)
+  if status == nil then error(b, 0) end
+  return setmetatable({status = status, body = b, _raw_headers = h}, R)
 end
 local http = {}
-function http.request(method, url, opts) return response(raw(string.upper(method), url, nil, opts)) end
-function http.get(url, opts) return response(raw("GET", url, nil, opts)) end
-function http.head(url, opts) return response(raw("HEAD", url, nil, opts)) end
-function http.delete(url, opts) return response(raw("DELETE", url, nil, opts)) end
-function http.post(url, body, opts) return response(raw("POST", url, body, opts)) end
-function http.put(url, body, opts) return response(raw("PUT", url, body, opts)) end
-function http.patch(url, body, opts) return response(raw("PATCH", url, body, opts)) end
+function http.request(method, url, opts) return send(upper(method), url, nil, opts) end
+function http.get(url, opts) return send("GET", url, nil, opts) end
+function http.head(url, opts) return send("HEAD", url, nil, opts) end
+function http.delete(url, opts) return send("DELETE", url, nil, opts) end
+function http.post(url, body, opts) return send("POST", url, body, opts) end
+function http.put(url, body, opts) return send("PUT", url, body, opts) end
+function http.patch(url, body, opts) return send("PATCH", url, body, opts) end
 return http
 "#;
 
@@ -738,12 +767,16 @@ pub async fn perform(lua: &Lua, client: &Client, mut args: MultiValue) -> mlua::
         timeout,
     };
     match client.send(&url, &req).await {
-        Ok(resp) => (
-            resp.status,
-            lua.create_string(&resp.body)?,
-            lua.create_string(&resp.headers)?,
-        )
-            .into_lua_multi(lua),
+        Ok(resp) => {
+            let out = (
+                resp.status,
+                lua.create_string(&resp.body)?,
+                lua.create_string(&resp.headers)?,
+            )
+                .into_lua_multi(lua);
+            client.recycle(resp);
+            out
+        }
         Err(e) => (
             LuaValue::Nil,
             format!(
@@ -764,20 +797,7 @@ fn rt(message: &str) -> mlua::Error {
 /// canon's driver (`engine::lua`), which performs it and resumes the script with the response:
 /// a request costs one coroutine yield and resume, no future or userdata per call.
 pub fn table(lua: &Lua) -> mlua::Result<Table> {
-    let raw: mlua::Function = lua
-        .load(
-            r#"
-            local yield, error = coroutine.yield, error
-            return function(method, url, body, opts)
-              local status, b, h = yield("oct:http", method, url, body, opts)
-              if status == nil then error(b, 0) end
-              return status, b, h
-            end
-            "#,
-        )
-        .set_name("@oct-http-raw")
-        .eval()?;
-    lua.load(HTTP_LUA).set_name("@oct-http").call(raw)
+    lua.load(HTTP_LUA).set_name("@oct-http").call(())
 }
 
 /// A real socket server for the client's tests and the Lua engine's.
@@ -934,15 +954,19 @@ mod tests {
             let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
             assert_eq!((r.status, &r.body[..]), (200, &b"abc"[..]));
             assert_eq!(r.headers, "Content-Length: 3\r\nX-A: 1\r\n");
+            // Buffers go back to the client and must not leak into the next response.
+            client.recycle(r);
             let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
             assert_eq!((r.status, r.body.len()), (201, big.len()));
             let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
             assert_eq!(
-                (r.status, String::from_utf8(r.body).unwrap().as_str()),
+                (r.status, String::from_utf8_lossy(&r.body).as_ref()),
                 (200, "Wikipedia in \r\n\r\nchunks.")
             );
+            client.recycle(r);
             let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
-            assert_eq!((r.status, r.body.len()), (204, 0));
+            assert_eq!((r.status, r.body.len(), r.headers.as_str()), (204, 0, ""));
+            client.recycle(r);
             let r = client.send(url.as_bytes(), &get("HEAD")).await.unwrap();
             assert_eq!((r.status, r.body.len()), (200, 0), "HEAD has no body");
             let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
