@@ -4,7 +4,7 @@
 #   canons doing one GET per transaction, every result sent to and stored by the HQ) pinned to
 #   core 1; 10 s each, alternated 3 times. Prints turret RPS / wrk RPS.
 # Then the turret's peak RSS with 1,000 and 10,000 canons.
-# Env: ROUNDS (3), SECS (10), CANONS (50). Needs: apt-get install nginx wrk.
+# Env: ROUNDS (3), SECS (10), CANONS (50), NORSS=1 skips the RSS runs. Needs: apt-get install nginx wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; SECS=${SECS:-10}; CANONS=${CANONS:-50}

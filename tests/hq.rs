@@ -141,7 +141,7 @@ fn garbage_never_aborts_the_run_and_is_counted_by_kind() {
     let garbage: Vec<(&str, Vec<Vec<u8>>)> = vec![
         ("invalid_json", vec![b"{\"elapsed\": 1,".to_vec()]),
         ("not_utf8", vec![b"\xff\xfe{}".to_vec()]),
-        ("not_an_object", vec![b"[1, 2, 3]".to_vec()]),
+        ("not_an_object", vec![b"\"a string\"".to_vec()]),
         (
             "missing_field",
             vec![br#"{"scriptrun_time": 1, "epoch": 2}"#.to_vec()],
@@ -200,6 +200,57 @@ fn garbage_never_aborts_the_run_and_is_counted_by_kind() {
         out.matches("rejected a message").count(),
         garbage.len(),
         "{out}"
+    );
+}
+
+#[test]
+fn batched_results_are_stored_one_row_each_and_bad_elements_rejected_one_by_one() {
+    let project = Project::new(config(1.0, 1, one_turret()));
+    let mut hq = start_hq(&project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", "u-b", publish, rc);
+    turret.expect("start", "ready");
+    // Extension `batch`: many result frames in one message.
+    let mut sent = 0;
+    for _ in 0..20 {
+        let frames: Vec<String> = (sent..sent + 50)
+            .map(|i| result_frame(i, Some("navigation")))
+            .collect();
+        turret.send(format!("[{}]", frames.join(", ")));
+        sent += 50;
+    }
+    // Bad elements are rejected on their own, the good ones beside them kept.
+    let (a, b) = (
+        result_frame(sent, Some("navigation")),
+        result_frame(sent + 1, Some("navigation")),
+    );
+    turret.send(format!(r#"[{a}, 1, {{"status": "hello"}}, {b}]"#));
+    sent += 2;
+    // A batch that is not even JSON is one rejected message.
+    turret.send(format!("[{a}, "));
+    turret.expect("stop", "Running");
+    turret.send(turret.status("ready"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    let db = project.db();
+    assert_eq!(count_rows(&db, "SELECT count(*) FROM result"), sent as i64);
+    assert_eq!(
+        count_rows(&db, "SELECT count(DISTINCT epoch) FROM result"),
+        sent as i64
+    );
+    let rejected = |kind: &str| {
+        count_rows(
+            &db,
+            &format!("SELECT count FROM oct_rejected WHERE kind = '{kind}'"),
+        )
+    };
+    assert_eq!(
+        (
+            rejected("not_an_object"),
+            rejected("unknown_kind"),
+            rejected("invalid_json")
+        ),
+        (1, 1, 1)
     );
 }
 
@@ -369,6 +420,21 @@ fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwa
             None
         });
         assert_eq!(got, vec![b"mytopic".to_vec(), frame.clone().into_bytes()]);
+        // A batch (extension) goes out as OCT's one message per result.
+        let (a, b) = (result_frame(4, None), result_frame(5, None));
+        turret.send(format!("[{a}, {b}]"));
+        let next = || loop {
+            assert!(
+                sub.poll(zmq::POLLIN, 5000).unwrap() > 0,
+                "nothing republished"
+            );
+            let m = sub.recv_multipart(0).unwrap();
+            if m[1] != frame.as_bytes() {
+                return m;
+            }
+        };
+        assert_eq!(next(), vec![b"mytopic".to_vec(), a.into_bytes()]);
+        assert_eq!(next(), vec![b"mytopic".to_vec(), b.into_bytes()]);
         turret.expect("stop", "Running");
         turret.send(turret.status("ready"));
         let (status, text) = hq.wait_exit(T);

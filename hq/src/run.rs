@@ -370,6 +370,23 @@ impl Hq<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
+        match protocol::split_batch(frame) {
+            None => self.on_message(frame),
+            Some(Ok(parts)) => {
+                // Each frame of a batch counts (and is rejected, or republished) on its own.
+                for part in parts {
+                    self.on_message(part)?;
+                }
+                Ok(())
+            }
+            Some(Err(e)) => {
+                self.reject(frame, e);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_message(&mut self, frame: &[u8]) -> Result<(), RunError> {
         match Message::decode(frame) {
             Ok(Message::Result(r)) => {
                 self.on_result(r);

@@ -18,7 +18,7 @@ impl Announce {
     pub fn ours() -> Self {
         Announce {
             protocol: crate::PROTOCOL_VERSION,
-            extensions: vec![crate::EXT_SEQ.to_owned()],
+            extensions: vec![crate::EXT_SEQ.to_owned(), crate::EXT_BATCH.to_owned()],
         }
     }
 
@@ -179,7 +179,7 @@ mod tests {
     fn encodes_our_announcement_in_status_request() {
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::ours()))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq"]}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch"]}}"#
         );
     }
 

@@ -23,7 +23,7 @@ mod message;
 mod pyjson;
 
 pub use command::{Announce, Command, CommandFrame};
-pub use message::{DecodeError, Message, Status, TestResult, Timers, TurretState};
+pub use message::{split_batch, DecodeError, Message, Status, TestResult, Timers, TurretState};
 
 /// The version of our extensions to the OCT protocol, announced by the HQ in `status_request`.
 ///
@@ -34,6 +34,13 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Extension: results carry a per-turret sequence number `seq` and the final `ready` status
 /// carries `results_sent`, so the HQ can count lost results.
 pub const EXT_SEQ: &str = "seq";
+
+/// Extension: a turret may send many results in one frame, a JSON array of result frames
+/// (`[{…}, {…}]`), so that a fast turret pays one ZeroMQ message per batch, not per result.
+pub const EXT_BATCH: &str = "batch";
+
+/// Results a turret puts in one batch frame at most.
+pub const BATCH_MAX: usize = 256;
 
 /// The turret name the HQ stores when a result has none (what oct-turrets 0.2.8 sends).
 pub const NONAME: &str = "Noname";

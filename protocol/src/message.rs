@@ -133,6 +133,19 @@ impl Message {
         }
     }
 
+    /// Appends the frame of a batch ([`crate::EXT_BATCH`]) of results to `out`: a JSON array of
+    /// result frames, with Python's separators.
+    pub fn encode_batch(results: &[TestResult], out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, r) in results.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            pyjson::write(out, r);
+        }
+        out.push(b']');
+    }
+
     /// Decodes one frame, classifying it by its keys: `uuid` and `status` make a status,
     /// `scriptrun_time` makes a result.
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
@@ -151,6 +164,23 @@ impl Message {
             (false, false) => Err(DecodeError::UnknownKind),
         }
     }
+}
+
+/// The frames inside a batch frame ([`crate::EXT_BATCH`]), each as the bytes it was sent as,
+/// to be decoded one by one with [`Message::decode`]. `None` when the frame is not a batch
+/// (its JSON does not start with `[`).
+pub fn split_batch(frame: &[u8]) -> Option<Result<Vec<&[u8]>, DecodeError>> {
+    let start = frame.iter().position(|b| !b.is_ascii_whitespace())?;
+    if frame[start] != b'[' {
+        return None;
+    }
+    let parts = std::str::from_utf8(frame)
+        .map_err(|_| DecodeError::NotUtf8)
+        .and_then(|text| {
+            serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text).map_err(json_error)
+        })
+        .map(|parts| parts.into_iter().map(|p| p.get().as_bytes()).collect());
+    Some(parts)
 }
 
 const STATUS_KEYS: &[&str] = &[
@@ -461,6 +491,42 @@ mod tests {
         assert_eq!(
             text(&Message::Status(s)),
             r#"{"turret": "navigation", "status": "Aborted", "uuid": "5f8fc2ef-faee-4921-b62e-b466f67d705c", "rampup": 0, "script": "test_scripts/v_user.py", "cannons": 2, "message": "boom", "results_sent": 3}"#
+        );
+    }
+
+    #[test]
+    fn batches_are_arrays_of_result_frames_and_split_back_into_them() {
+        let mut r = result();
+        r.custom_timers.truncate(1);
+        let mut out = Vec::new();
+        Message::encode_batch(&[r.clone(), r.clone()], &mut out);
+        let one = r#"{"elapsed": 0.10273146629333496, "epoch": 1795305491.0, "scriptrun_time": 0.10091710090637207, "error": "", "custom_timers": {"login": 0.058175086975097656}}"#;
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            format!("[{one}, {one}]")
+        );
+        let parts = split_batch(&out).unwrap().unwrap();
+        assert_eq!(parts, [one.as_bytes(), one.as_bytes()]);
+        assert_eq!(Message::decode(parts[1]), Ok(Message::Result(r)));
+        // Not a batch: a single frame, whatever it holds.
+        assert_eq!(split_batch(one.as_bytes()), None);
+        assert_eq!(split_batch(b"  \"text\""), None);
+        assert_eq!(split_batch(b""), None);
+        // A batch's elements are decoded (and rejected) one by one.
+        let parts = split_batch(b" [1, {\"a\": [2]}, []]").unwrap().unwrap();
+        assert_eq!(parts, [&b"1"[..], br#"{"a": [2]}"#, b"[]"]);
+        assert_eq!(
+            Message::decode(parts[0]),
+            Err(DecodeError::NotAnObject("a number"))
+        );
+        assert_eq!(split_batch(b"[]"), Some(Ok(vec![])));
+        assert_eq!(
+            split_batch(b"[{}, ").unwrap().unwrap_err().kind(),
+            "invalid_json"
+        );
+        assert_eq!(
+            split_batch(b"[\xff]").unwrap().unwrap_err().kind(),
+            "not_utf8"
         );
     }
 

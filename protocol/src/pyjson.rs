@@ -42,10 +42,15 @@ impl Formatter for PyFormatter {
 /// Serializes `value` with Python's default separators.
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(192);
-    let mut ser = Serializer::with_formatter(&mut out, PyFormatter);
+    write(&mut out, value);
+    out
+}
+
+/// Appends `value` to `out` with Python's default separators.
+pub(crate) fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mut ser = Serializer::with_formatter(out, PyFormatter);
     // Serializing our own plain structs into a Vec cannot fail.
     value
         .serialize(&mut ser)
         .expect("serializing a message into memory");
-    out
 }

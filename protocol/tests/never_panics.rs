@@ -1,7 +1,7 @@
 //! Random bytes and mangled frames never panic the decoders.
 
 use proptest::prelude::*;
-use protocol::{Command, Message};
+use protocol::{split_batch, Command, Message};
 
 const VALID: &str = r#"{"elapsed": 0.1, "epoch": 1795305491.0, "scriptrun_time": 0.1, "error": "", "custom_timers": {"login": 0.05}}"#;
 
@@ -12,6 +12,18 @@ proptest! {
     fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = Message::decode(&bytes);
         let _ = Command::decode(&bytes);
+        let _ = split_batch(&bytes);
+    }
+
+    #[test]
+    fn mangled_batch(pos in 0usize..VALID.len() * 2 + 4, byte in any::<u8>()) {
+        let mut b = format!("[{VALID}, {VALID}]").into_bytes();
+        b[pos] = byte;
+        if let Some(Ok(parts)) = split_batch(&b) {
+            for p in parts {
+                let _ = Message::decode(p);
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use protocol::{Announce, Command, Message, Status, TurretState, EXT_SEQ};
+use protocol::{
+    Announce, Command, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH, EXT_SEQ,
+};
 use serde_json::Value;
 
 use crate::canon::{self, Canon, Event, Shared};
@@ -218,18 +220,28 @@ impl Turret {
     }
 
     fn forward_events(&mut self) -> Result<(), TurretError> {
-        let ext = self.ext(EXT_SEQ);
+        let seq = self.ext(EXT_SEQ);
+        let batch = self.ext(EXT_BATCH);
+        let mut pending: Vec<TestResult> = Vec::new();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Result(mut r) => {
                     self.sent += 1;
-                    if ext {
+                    if seq {
                         r.seq = Some(self.sent);
                         r.turret_uuid = Some(self.uuid.clone());
                     }
-                    self.push.send(Message::Result(r).encode(), 0)?;
+                    if batch {
+                        pending.push(r);
+                        if pending.len() == BATCH_MAX {
+                            self.send_batch(&mut pending)?;
+                        }
+                    } else {
+                        self.push.send(Message::Result(r).encode(), 0)?;
+                    }
                 }
                 Event::Failed(message) => {
+                    self.send_batch(&mut pending)?;
                     eprintln!("oct turret {}: {message}", self.config.name);
                     self.abort_message = Some(message);
                     self.state = TurretState::Aborted;
@@ -237,6 +249,18 @@ impl Turret {
                 }
             }
         }
+        self.send_batch(&mut pending)
+    }
+
+    /// Sends `results` as one frame (extension `batch`), and empties it.
+    fn send_batch(&mut self, results: &mut Vec<TestResult>) -> Result<(), TurretError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut frame = Vec::with_capacity(results.len() * 200);
+        Message::encode_batch(results, &mut frame);
+        results.clear();
+        self.push.send(frame, 0)?;
         Ok(())
     }
 }
