@@ -6,6 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 oct=${OCT:-}
 if [ -z "$oct" ]; then
+  echo "building oct (release, with link-time optimisation: ~5 minutes on 2 cores the first time)" >&2
   cargo build --release --quiet --manifest-path "$here/../../Cargo.toml"
   oct="$here/../../target/release/oct"
 fi
