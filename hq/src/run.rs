@@ -341,6 +341,7 @@ impl Hq<'_> {
             }
             // Nothing queued: hand the batch over, then sleep in poll until more arrives.
             self.flush()?;
+            self.sockets.watch_listeners();
             let now = Instant::now();
             if now >= until || self.opts.shutdown.presses() >= 2 {
                 return Ok(());
@@ -370,12 +371,25 @@ impl Hq<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
+        if !self.sockets.listened() {
+            // Nobody takes the re-published feed: decode a batch in one pass.
+            match Message::decode_batch(frame) {
+                None => self.on_message(Message::decode(frame), frame, false)?,
+                Some(Ok(items)) => {
+                    for item in items {
+                        self.on_message(item, frame, false)?;
+                    }
+                }
+                Some(Err(e)) => self.reject(frame, e),
+            }
+            return Ok(());
+        }
         match protocol::split_batch(frame) {
-            None => self.on_message(frame),
+            None => self.on_message(Message::decode(frame), frame, true),
             Some(Ok(parts)) => {
-                // Each frame of a batch counts (and is rejected, or republished) on its own.
+                // Each frame of a batch counts (and is rejected, or re-published) on its own.
                 for part in parts {
-                    self.on_message(part)?;
+                    self.on_message(Message::decode(part), part, true)?;
                 }
                 Ok(())
             }
@@ -386,14 +400,23 @@ impl Hq<'_> {
         }
     }
 
-    fn on_message(&mut self, frame: &[u8]) -> Result<(), RunError> {
-        match Message::decode(frame) {
+    /// One decoded message; `raw` is what it was sent as (for the external publisher and the
+    /// samples of rejected messages).
+    fn on_message(
+        &mut self,
+        message: Result<Message, DecodeError>,
+        raw: &[u8],
+        republish: bool,
+    ) -> Result<(), RunError> {
+        match message {
             Ok(Message::Result(r)) => {
                 self.on_result(r);
-                self.sockets.republish(&self.topic, frame);
+                if republish {
+                    self.sockets.republish(&self.topic, raw);
+                }
             }
             Ok(Message::Status(s)) => self.on_status(s)?,
-            Err(e) => self.reject(frame, e),
+            Err(e) => self.reject(raw, e),
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The HQ's three ZeroMQ sockets (DESIGN §3): command PUB, result PULL (no high-water mark, so
-//! nothing a turret sent is dropped here), and the external PUB that re-publishes results.
+//! nothing a turret sent is dropped here), and the external publisher that re-publishes
+//! results — an XPUB, PUB to its subscribers, which also tells the HQ whether anyone listens.
 
 use protocol::Command;
 
@@ -17,6 +18,8 @@ pub struct Sockets {
     pub results: zmq::Socket,
     pub external: zmq::Socket,
     pub ports: Ports,
+    /// Subscriptions the external publisher has seen (subscribes minus unsubscribes).
+    listeners: std::cell::Cell<i64>,
     _ctx: zmq::Context,
 }
 
@@ -75,9 +78,9 @@ impl Sockets {
         let (commands, publish) = bind(&ctx, zmq::PUB, "publish_port", publish)?;
         let (results, rc) = bind(&ctx, zmq::PULL, "rc_port", rc)?;
         let (external, external_port) = match forwarder {
-            None => bind(&ctx, zmq::PUB, "external_publisher", external)?,
+            None => bind(&ctx, zmq::XPUB, "external_publisher", external)?,
             Some(address) => {
-                let socket = ctx.socket(zmq::PUB)?;
+                let socket = ctx.socket(zmq::XPUB)?;
                 socket.set_linger(1000)?;
                 socket
                     .connect(&format!("tcp://{address}"))
@@ -102,6 +105,7 @@ impl Sockets {
                 rc,
                 external: external_port,
             },
+            listeners: std::cell::Cell::new(0),
             _ctx: ctx,
         })
     }
@@ -112,8 +116,26 @@ impl Sockets {
         Ok(())
     }
 
-    /// Re-publishes an accepted result as `[topic, raw json]`. PUB drops rather than blocks when
-    /// nobody keeps up, which is what a live feed should do.
+    /// Reads the subscriptions that reached the external publisher (a SUB of OCT's feed, or a
+    /// forwarder's): `1` + topic to subscribe, `0` + topic to unsubscribe.
+    pub fn watch_listeners(&self) {
+        while let Ok(m) = self.external.recv_bytes(zmq::DONTWAIT) {
+            match m.first() {
+                Some(1) => self.listeners.set(self.listeners.get() + 1),
+                Some(0) => self.listeners.set(self.listeners.get() - 1),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether anyone subscribes to the external publisher: if not, re-publishing would only
+    /// build messages for ZeroMQ to drop.
+    pub fn listened(&self) -> bool {
+        self.listeners.get() > 0
+    }
+
+    /// Re-publishes an accepted result as `[topic, raw json]`. The publisher drops rather than
+    /// blocks when nobody keeps up, which is what a live feed should do.
     pub fn republish(&self, topic: &[u8], raw: &[u8]) {
         let _ = self.external.send(topic, zmq::SNDMORE | zmq::DONTWAIT);
         let _ = self.external.send(raw, zmq::DONTWAIT);

@@ -151,6 +151,28 @@ impl Message {
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
         let value: Light = serde_json::from_str(text).map_err(json_error)?;
+        Message::classify(value)
+    }
+
+    /// Decodes a batch frame ([`crate::EXT_BATCH`]) in one pass: each element as
+    /// [`Message::decode`] would decode it alone. `None` when the frame is not a batch; the
+    /// outer error when the frame as a whole is not a JSON array.
+    #[allow(clippy::type_complexity)]
+    pub fn decode_batch(
+        frame: &[u8],
+    ) -> Option<Result<Vec<Result<Message, DecodeError>>, DecodeError>> {
+        let start = frame.iter().position(|b| !b.is_ascii_whitespace())?;
+        if frame[start] != b'[' {
+            return None;
+        }
+        let parts = std::str::from_utf8(frame)
+            .map_err(|_| DecodeError::NotUtf8)
+            .and_then(|text| serde_json::from_str::<Vec<Light>>(text).map_err(json_error))
+            .map(|parts| parts.into_iter().map(Message::classify).collect());
+        Some(parts)
+    }
+
+    fn classify(value: Light) -> Result<Message, DecodeError> {
         let Light::Object(fields) = value else {
             return Err(DecodeError::NotAnObject(value.kind()));
         };

@@ -13,12 +13,14 @@ proptest! {
         let _ = Message::decode(&bytes);
         let _ = Command::decode(&bytes);
         let _ = split_batch(&bytes);
+        let _ = Message::decode_batch(&bytes);
     }
 
     #[test]
     fn mangled_batch(pos in 0usize..VALID.len() * 2 + 4, byte in any::<u8>()) {
         let mut b = format!("[{VALID}, {VALID}]").into_bytes();
         b[pos] = byte;
+        let _ = Message::decode_batch(&b);
         if let Some(Ok(parts)) = split_batch(&b) {
             for p in parts {
                 let _ = Message::decode(p);
