@@ -10,6 +10,7 @@
 //! keep-alive by HTTP version and `Connection`. A connection error or timeout raises a Lua
 //! error naming the method and URL; any HTTP status is a normal response.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -264,19 +265,26 @@ impl Conn {
                         let mut length = None;
                         headers.clear();
                         for h in resp.headers.iter() {
-                            let value = String::from_utf8_lossy(h.value);
-                            if h.name.eq_ignore_ascii_case("content-length") {
+                            let value = match std::str::from_utf8(h.value) {
+                                Ok(v) => Cow::Borrowed(v),
+                                Err(_) => String::from_utf8_lossy(h.value),
+                            };
+                            let is = |name: &str| {
+                                h.name.len() == name.len() && h.name.eq_ignore_ascii_case(name)
+                            };
+                            // Only four headers matter here; most names differ in length.
+                            if is("content-length") {
                                 length = Some(value.trim().parse::<usize>().map_err(|_| {
                                     Failure::new(format!("bad Content-Length: {value}"))
                                 })?);
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            } else if is("transfer-encoding") {
                                 chunked = value
                                     .rsplit(',')
                                     .next()
                                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-                            } else if h.name.eq_ignore_ascii_case("set-cookie") {
+                            } else if is("set-cookie") {
                                 head.cookies.push(value.clone().into_owned());
-                            } else if h.name.eq_ignore_ascii_case("connection") {
+                            } else if is("connection") {
                                 for token in value.split(',') {
                                     let token = token.trim();
                                     if token.eq_ignore_ascii_case("close") {
