@@ -25,13 +25,19 @@ fn start_hq(project: &Project) -> Proc {
     ]))
 }
 
+/// An HQ on `project` and one raw turret, `navigation`, that answered it and got `start`.
+fn started(project: &Project, uuid: &str) -> (Proc, TestTurret) {
+    let mut hq = start_hq(project);
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = TestTurret::connect("navigation", uuid, publish, rc);
+    turret.expect("start", "ready");
+    (hq, turret)
+}
+
 #[test]
 fn stores_exactly_the_results_a_turret_sent() {
     let project = Project::new(config(1.0, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-1", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-1");
     turret.send(turret.status("Running"));
     const N: usize = 500;
     for i in 0..N {
@@ -134,10 +140,7 @@ fn waits_for_min_turrets_and_starts_a_late_joiner() {
 #[test]
 fn garbage_never_aborts_the_run_and_is_counted_by_kind() {
     let project = Project::new(config(1.5, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-g", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-g");
     let garbage: Vec<(&str, Vec<Vec<u8>>)> = vec![
         ("invalid_json", vec![b"{\"elapsed\": 1,".to_vec()]),
         ("not_utf8", vec![b"\xff\xfe{}".to_vec()]),
@@ -206,10 +209,7 @@ fn garbage_never_aborts_the_run_and_is_counted_by_kind() {
 #[test]
 fn batched_results_are_stored_one_row_each_and_bad_elements_rejected_one_by_one() {
     let project = Project::new(config(1.0, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-b", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-b");
     // Extension `batch`: many result frames in one message.
     let mut sent = 0;
     for _ in 0..20 {
@@ -257,10 +257,7 @@ fn batched_results_are_stored_one_row_each_and_bad_elements_rejected_one_by_one(
 #[test]
 fn results_sent_during_the_last_transaction_before_stop_are_stored() {
     let project = Project::new(config(1.0, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-s", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-s");
     turret.send(result_frame(0, Some("navigation")));
     turret.expect("stop", "Running");
     // In-flight transactions finish up to a second after stop (OCT drops these).
@@ -284,10 +281,7 @@ fn results_sent_during_the_last_transaction_before_stop_are_stored() {
 #[test]
 fn sigkill_mid_run_leaves_a_readable_database() {
     let project = Project::new(config(120.0, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-k", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-k");
     for i in 0..1000 {
         turret.send(result_frame(i, Some("navigation")));
     }
@@ -346,10 +340,7 @@ fn a_port_in_use_is_named() {
 #[test]
 fn ctrl_c_once_stops_gracefully_and_stores_everything() {
     let project = Project::new(config(120.0, 1, one_turret()));
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-c", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-c");
     for i in 0..200 {
         turret.send(result_frame(i, Some("navigation")));
     }
@@ -447,10 +438,7 @@ fn ctrl_c_twice_exits_at_once_with_everything_received_committed() {
     let mut c = config(120.0, 1, one_turret());
     c["drain_timeout"] = json!(120);
     let project = Project::new(c);
-    let mut hq = start_hq(&project);
-    let (publish, rc, _) = hq.hq_ports();
-    let turret = TestTurret::connect("navigation", "u-cc", publish, rc);
-    turret.expect("start", "ready");
+    let (mut hq, turret) = started(&project, "u-cc");
     for i in 0..300 {
         turret.send(result_frame(i, Some("navigation")));
     }
