@@ -59,7 +59,8 @@ pub struct PackArgs {
 pub struct RunArgs {
     /// The project folder (holds config.json and test_scripts/).
     pub project_path: PathBuf,
-    /// Put results here instead of PROJECT/results/results_<date>_<µs>/.
+    /// Put results here instead of PROJECT/results/results_<date>_<µs>/ (refused if it already
+    /// holds a results.sqlite).
     #[arg(short, long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// Store results but do not render the report.

@@ -35,6 +35,32 @@ fn started(project: &Project, uuid: &str) -> (Proc, TestTurret) {
 }
 
 #[test]
+fn an_output_dir_with_results_already_is_refused_untouched() {
+    let project = Project::new(config(1.0, 1, one_turret()));
+    let out = project.results_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("results.sqlite"), b"earlier results").unwrap();
+    std::fs::write(out.join("config.json"), b"earlier config").unwrap();
+    let (status, text) = start_hq(&project).wait_exit(T);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "oct: {} already exists: a run never writes over earlier results",
+            out.join("results.sqlite").display()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("results.sqlite")).unwrap(),
+        b"earlier results"
+    );
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        b"earlier config"
+    );
+}
+
+#[test]
 fn stores_exactly_the_results_a_turret_sent() {
     let project = Project::new(config(1.0, 1, one_turret()));
     let (mut hq, turret) = started(&project, "u-1");

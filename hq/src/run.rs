@@ -61,6 +61,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Local(String),
+    #[error("{} already exists: a run never writes over earlier results; choose another --output-dir or move it away", .0.display())]
+    Exists(PathBuf),
 }
 
 impl From<zmq::Error> for RunError {
@@ -115,6 +117,10 @@ struct Hq<'a> {
 /// Runs one test to the end and returns its summary.
 pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
     let dir = &opts.results_dir;
+    let db_path = dir.join("results.sqlite");
+    if db_path.exists() {
+        return Err(RunError::Exists(db_path));
+    }
     std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
         path: dir.clone(),
         source,
@@ -131,7 +137,6 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         c.external_publisher,
         opts.forwarder.as_deref(),
     )?;
-    let db_path = dir.join("results.sqlite");
     let writer = Writer::spawn(store::create(&db_path)?);
     let console = Console::new(c.progress_bar);
     let ports = sockets.ports;
