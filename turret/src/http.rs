@@ -83,9 +83,10 @@ fn target(url: &str) -> Result<Target, String> {
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // The Host header never carries `user:password@`.
     let authority = uri
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or_default().to_owned())
         .unwrap_or_else(|| host.clone());
     Ok(Target {
         key: format!("{}://{host}:{port}", if tls { "https" } else { "http" }).into(),
@@ -910,6 +911,11 @@ mod tests {
             ("http://127.0.0.1:8080", "/a/b?x=1", "127.0.0.1:8080")
         );
         assert_eq!(target("http://h").unwrap().path, "/");
+        let v6 = target("http://user:pw@[::1]:8080/").unwrap();
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.authority.as_str()),
+            ("::1", 8080, "[::1]:8080")
+        );
         let s = target("https://example.test/x").unwrap();
         assert_eq!(
             (&*s.key, s.port, s.tls, s.authority.as_str()),
