@@ -31,6 +31,34 @@ local co_yield = coroutine.yield
 -- Let the canons beside this one run: the driver resumes at once after a turn.
 local function yield_now() co_yield("oct:yield") end
 local pcall, setmetatable, type, next = pcall, setmetatable, type, next
+
+-- A script's own coroutines may call http.* and oct.sleep too: what they yield for the turret
+-- ("oct:…") is passed up to the canon's driver, and its answer handed back down, so the
+-- script's coroutine.resume only ever sees the script's own yields.
+local co_resume, co_status, co_create, co_close = coroutine.resume, coroutine.status, coroutine.create, coroutine.close
+local OURS = {["oct:http"] = true, ["oct:sleep"] = true, ["oct:yield"] = true}
+local function pass(co, ok, tag, ...)
+  if ok and OURS[tag] and co_status(co) == "suspended" then
+    return pass(co, co_resume(co, co_yield(tag, ...)))
+  end
+  return ok, tag, ...
+end
+function coroutine.resume(co, ...)
+  return pass(co, co_resume(co, ...))
+end
+local resume, error = coroutine.resume, error
+local function unwrap(co, ok, ...)
+  if not ok then
+    co_close(co)
+    error((...), 0)
+  end
+  return ...
+end
+function coroutine.wrap(f)
+  local co = co_create(f)
+  return function(...) return unwrap(co, resume(co, ...)) end
+end
+
 local T = {}
 T.__index = T
 function T:timer(name, fn, ...)
@@ -601,6 +629,43 @@ mod tests {
         assert_eq!(counts(&cb), [(1.0, 1.0), (1.0, 2.0)]);
         // And the libraries were loaded once for both.
         SHARED.with(|s| assert_eq!(s.borrow().as_ref().unwrap().engine, engine.id));
+    }
+
+    #[test]
+    fn a_scripts_own_coroutines_may_call_http_and_sleep() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+        let server = crate::http::test_server::Server::start(vec![ok.clone(), ok.clone(), ok]);
+        let got = iterate(
+            &format!(
+                r#"
+                local url = "{}"
+                function run(t)
+                  local gen = coroutine.wrap(function()
+                    for i = 1, 2 do
+                      local r = http.get(url)
+                      oct.sleep(0.001)
+                      coroutine.yield(r.body .. i)
+                    end
+                  end)
+                  local a, b = gen(), gen()
+                  assert(a == "ok1" and b == "ok2", tostring(a) .. " " .. tostring(b))
+                  local co = coroutine.create(function(x)
+                    local inner = coroutine.wrap(function() return http.get(url).status end)
+                    return x + 1, inner()
+                  end)
+                  local ok, v, status = coroutine.resume(co, 41)
+                  assert(ok and v == 42 and status == 200, tostring(v))
+                  assert(coroutine.status(co) == "dead")
+                  local ok2, e = pcall(coroutine.wrap(function() error("inner boom") end))
+                  assert(not ok2 and e:find("inner boom"), e)
+                end
+                "#,
+                server.url("/")
+            ),
+            1,
+        );
+        assert_eq!(got[0].error, "");
+        assert_eq!(server.requests().len(), 3);
     }
 
     #[test]
