@@ -281,6 +281,33 @@ fn batched_results_are_stored_one_row_each_and_bad_elements_rejected_one_by_one(
 }
 
 #[test]
+fn results_sent_before_the_turret_heard_the_announcement_still_count_as_received() {
+    let project = Project::new(config(1.0, 1, one_turret()));
+    let (mut hq, turret) = started(&project, "u-a");
+    // A test can start before the HQ's announcement reaches a turret: its first results are
+    // plain OCT (a name, no uuid), the rest carry seq and turret_uuid; it counts them all.
+    for i in 0..3 {
+        turret.send(result_frame(i, Some("navigation")));
+    }
+    for i in 3..5 {
+        let f = result_frame(i, Some("navigation"));
+        let f = f.strip_suffix('}').unwrap();
+        turret.send(format!(r#"{f}, "seq": {}, "turret_uuid": "u-a"}}"#, i - 2));
+    }
+    turret.expect("stop", "Running");
+    let ready = turret.status("ready");
+    let ready = ready.strip_suffix('}').unwrap();
+    turret.send(format!(r#"{ready}, "results_sent": 5}}"#));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("turret navigation: ready (sent 5, received 5)"),
+        "{out}"
+    );
+    assert!(out.contains("lost: 0"), "{out}");
+}
+
+#[test]
 fn results_sent_during_the_last_transaction_before_stop_are_stored() {
     let project = Project::new(config(1.0, 1, one_turret()));
     let (mut hq, turret) = started(&project, "u-s");

@@ -439,10 +439,26 @@ impl Hq<'_> {
                 }
             }
         }
-        if let Some(uuid) = &r.turret_uuid {
-            if let Some(t) = self.turrets.iter_mut().find(|t| &t.status.uuid == uuid) {
-                t.received += 1;
+        // Which turret sent it: by uuid (extension `seq`), else by name when one turret has it —
+        // a turret sends its first results of a test without the extension when the test
+        // started before the HQ's announcement reached it, and counts them all the same.
+        let sender = match (&r.turret_uuid, &r.turret_name) {
+            (Some(uuid), _) => self.turrets.iter().position(|t| &t.status.uuid == uuid),
+            (None, Some(name)) => {
+                let mut named = self
+                    .turrets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| &t.status.turret == name);
+                match (named.next(), named.next()) {
+                    (Some((i, _)), None) => Some(i),
+                    _ => None,
+                }
             }
+            (None, None) => None,
+        };
+        if let Some(i) = sender {
+            self.turrets[i].received += 1;
         }
         let custom_timers = r.timers_json();
         self.batch.push(ResultRow {
