@@ -75,10 +75,32 @@ fn host(group: Vec<Canon>, shared: Shared) {
         }
     };
     let local = tokio::task::LocalSet::new();
-    for canon in group {
-        local.spawn_local(canon.run(shared.clone()));
-    }
-    rt.block_on(local);
+    let canons: Vec<_> = group
+        .into_iter()
+        .map(|canon| {
+            let index = canon.info.index;
+            (index, local.spawn_local(canon.run(shared.clone())))
+        })
+        .collect();
+    // A canon that panics (a bug of ours, never a script's error) is reported, not silently
+    // gone: its turret goes `Aborted` with the message.
+    local.block_on(&rt, async {
+        for (index, canon) in canons {
+            if let Err(e) = canon.await {
+                let why = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(e) => e.to_string(),
+                };
+                let _ = shared
+                    .events
+                    .send(Event::Failed(format!("canon {index} crashed: {why}")));
+            }
+        }
+    });
 }
 
 fn epoch_now() -> f64 {
@@ -142,5 +164,67 @@ impl Canon {
         if let Err(e) = script.run_loop(sink).await {
             let _ = events.send(Event::Failed(format!("canon {}: {}", self.info.index, e.0)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{LocalFuture, Script, ScriptError};
+
+    /// An engine whose script panics: what a bug of ours in a canon would do.
+    struct Panics;
+
+    struct PanickingScript;
+
+    impl Script for PanickingScript {
+        fn run_loop(
+            self: Box<Self>,
+            _canon: Rc<dyn engine::Canon>,
+        ) -> LocalFuture<'static, Result<(), ScriptError>> {
+            Box::pin(async { panic!("boom") })
+        }
+    }
+
+    impl Engine for Panics {
+        fn check(&self) -> Result<(), ScriptError> {
+            Ok(())
+        }
+        fn load(&self, _canon: &CanonInfo) -> Result<Box<dyn Script>, ScriptError> {
+            Ok(Box::new(PanickingScript))
+        }
+    }
+
+    #[test]
+    fn a_canon_that_panics_is_reported_not_silently_gone() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Shared {
+            engine: Arc::new(Panics),
+            started: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
+            events: tx,
+        };
+        let canon = |index| Canon {
+            info: CanonInfo {
+                index,
+                canons: 2,
+                turret: "t".into(),
+                context: serde_json::json!({}),
+                config: serde_json::json!({}),
+            },
+            delay: Duration::ZERO,
+        };
+        for w in spawn_workers(vec![canon(0), canon(1)], 1, &shared).unwrap() {
+            w.join().unwrap();
+        }
+        drop(shared);
+        let failures: Vec<String> = rx
+            .iter()
+            .map(|e| match e {
+                Event::Failed(m) => m,
+                Event::Result(_) => panic!("no results expected"),
+            })
+            .collect();
+        assert_eq!(failures, ["canon 0 crashed: boom", "canon 1 crashed: boom"]);
     }
 }

@@ -26,6 +26,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A response head larger than this is refused rather than buffered without end.
 const MAX_HEAD: usize = 1 << 20;
 const MAX_HEADERS: usize = 100;
+/// A response body larger than this is an error, not a turret out of memory.
+const MAX_BODY: usize = 256 << 20;
 
 /// One canon's HTTP client.
 #[derive(Clone, Default)]
@@ -353,22 +355,28 @@ impl Conn {
         body.clear();
         let broken = |e: std::io::Error| Failure::new(format!("reading body: {e}"));
         let closed = || Failure::new("reading body: connection closed mid-body");
+        let too_large = || Failure::new("reading body: larger than 256 MiB");
         match *kind {
             BodyKind::None => Ok(body),
             BodyKind::Length(n) => {
+                if n > MAX_BODY {
+                    return Err(too_large());
+                }
                 let have = (self.end - self.start).min(n);
-                body.reserve(n);
                 body.extend_from_slice(&self.buf[self.start..self.start + have]);
                 self.start += have;
                 if have < n {
-                    body.resize(n, 0);
+                    // Grown as bytes arrive, not reserved from what the server claims.
                     let mut got = have;
                     while got < n {
+                        let room = (n - got).min(64 * 1024);
+                        body.resize(got + room, 0);
                         let r = self.io.read(&mut body[got..]).await.map_err(broken)?;
                         if r == 0 {
                             return Err(closed());
                         }
                         got += r;
+                        body.truncate(got);
                     }
                 }
                 Ok(body)
@@ -382,6 +390,9 @@ impl Conn {
                     if r == 0 {
                         return Ok(body);
                     }
+                    if body.len() + r > MAX_BODY {
+                        return Err(too_large());
+                    }
                     body.extend_from_slice(&chunk[..r]);
                 }
             }
@@ -393,6 +404,9 @@ impl Conn {
                         .ok()
                         .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
                         .ok_or_else(|| Failure::new("reading body: bad chunk size"))?;
+                    if size > MAX_BODY - body.len() {
+                        return Err(too_large());
+                    }
                     if size == 0 {
                         // Trailers, up to the empty line.
                         while !self.line().await?.is_empty() {}
@@ -1093,6 +1107,30 @@ mod tests {
             );
             let e = client.send(url.as_bytes(), &get("GET")).await.unwrap_err();
             assert!(e.starts_with("bad response:"), "{e}");
+        });
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_errors_whatever_the_server_claims() {
+        let server = Server::start(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999\r\n\r\nx".to_owned() + CLOSE,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nx".to_owned()
+                + CLOSE,
+            "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\nshort".to_owned() + CLOSE,
+        ]);
+        let client = Client::default();
+        let url = server.url("/");
+        block_on(async {
+            for _ in 0..2 {
+                assert_eq!(
+                    client.send(url.as_bytes(), &get("GET")).await.unwrap_err(),
+                    "reading body: larger than 256 MiB"
+                );
+            }
+            assert_eq!(
+                client.send(url.as_bytes(), &get("GET")).await.unwrap_err(),
+                "reading body: connection closed mid-body"
+            );
         });
     }
 
