@@ -15,14 +15,11 @@ fn one_turret() -> serde_json::Value {
 }
 
 fn start_hq(project: &Project) -> Proc {
-    let out = project.results_dir();
-    Proc::spawn(oct(&[
-        "run",
-        project.path().to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--no-results",
-    ]))
+    Proc::spawn(oct_run(
+        project.path(),
+        &project.results_dir(),
+        &["--no-results"],
+    ))
 }
 
 /// An HQ on `project` and one raw turret, `navigation`, that answered it and got `start`.
@@ -422,15 +419,7 @@ fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwa
         let sub = ctx.socket(zmq::SUB).unwrap();
         sub.set_subscribe(b"").unwrap();
         let out = project.results_dir();
-        let mut args = vec![
-            "run",
-            project.path().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--no-results",
-            "-p",
-            "mytopic",
-        ];
+        let mut hq = oct_run(project.path(), &out, &["--no-results", "-p", "mytopic"]);
         let forwarder_address;
         if forwarder {
             // The forwarder's side: our SUB binds, the HQ's PUB connects to it.
@@ -441,13 +430,13 @@ fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwa
                 .unwrap()
                 .trim_start_matches("tcp://")
                 .to_owned();
-            args.extend([
+            hq.args([
                 "--with-forwarder",
                 "--forwarder-address",
                 forwarder_address.as_str(),
             ]);
         }
-        let mut hq = Proc::spawn(oct(&args));
+        let mut hq = Proc::spawn(hq);
         let (publish, rc, external) = hq.hq_ports();
         if !forwarder {
             sub.connect(&format!("tcp://127.0.0.1:{external}")).unwrap();

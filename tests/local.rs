@@ -177,13 +177,7 @@ fn a_turret_survives_its_hq_and_serves_the_next_one() {
         c["external_publisher"] = json!(ext);
         let p = Project::new(c);
         let out = p.results_dir();
-        let mut hq = Proc::spawn(oct(&[
-            "run",
-            p.path().to_str().unwrap(),
-            "--no-results",
-            "-o",
-            out.to_str().unwrap(),
-        ]));
+        let mut hq = Proc::spawn(oct_run(p.path(), &out, &["--no-results"]));
         let (status, text) = hq.wait_exit(T);
         assert!(status.success(), "round {round}: {text}");
         let n = count_rows(
@@ -222,14 +216,7 @@ fn https_requests_are_verified_against_the_trusted_roots() {
         let p = Project::new(c);
         p.write("test_scripts/v_user.lua", script);
         let out = p.results_dir();
-        let mut cmd = oct(&[
-            "run",
-            p.path().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--local",
-            "--no-results",
-        ]);
+        let mut cmd = oct_run(p.path(), &out, &["--local", "--no-results"]);
         if trusted {
             cmd.env("OCT_CA_FILE", &cert);
         } else {

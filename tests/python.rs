@@ -45,12 +45,7 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
     );
 
     let results = tmp.path().join("out");
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.to_str().unwrap(),
-        "-o",
-        results.to_str().unwrap(),
-    ]));
+    let mut hq = Proc::spawn(oct_run(&p, &results, &[]));
     hq.hq_ports();
     let mut real = Command::new(bin.join("oct-turrets-start"));
     real.args(["--tar", p.join("real-oct.tar.gz").to_str().unwrap()])

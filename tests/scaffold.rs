@@ -83,14 +83,7 @@ fn new_project_matches_its_snapshot_and_runs_with_both_turrets() {
     config["run_time"] = json!(2);
     std::fs::write(p.join("config.json"), config.to_string()).unwrap();
     let out = tmp.path().join("out");
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.to_str().unwrap(),
-        "--local",
-        "--no-results",
-        "-o",
-        out.to_str().unwrap(),
-    ]));
+    let mut hq = Proc::spawn(oct_run(&p, &out, &["--local", "--no-results"]));
     let (status, text) = hq.wait_exit(T);
     assert!(status.success(), "{text}");
     let db = out.join("results.sqlite");
@@ -217,13 +210,7 @@ fn a_packed_turret_copied_elsewhere_completes_a_test() {
     std::fs::remove_dir_all(p.join("test_scripts")).unwrap();
 
     let out = tmp.path().join("out");
-    let mut hq = Proc::spawn(oct(&[
-        "run",
-        p.to_str().unwrap(),
-        "--no-results",
-        "-o",
-        out.to_str().unwrap(),
-    ]));
+    let mut hq = Proc::spawn(oct_run(&p, &out, &["--no-results"]));
     hq.hq_ports();
     let mut turret = Command::new(env!("CARGO_BIN_EXE_oct-turrets-start"));
     turret.args(["--tar", "far.tar.gz"]).current_dir(&elsewhere);

@@ -65,15 +65,8 @@ impl Project {
     /// `oct run PROJECT --local --no-results -o RESULTS` to its end: exit status and output.
     pub fn run_local(&self) -> (ExitStatus, String) {
         let out = self.results_dir();
-        let mut hq = Proc::spawn(oct(&[
-            "run",
-            self.path().to_str().unwrap(),
-            "--local",
-            "--no-results",
-            "-o",
-            out.to_str().unwrap(),
-        ]));
-        hq.wait_exit(Duration::from_secs(90))
+        Proc::spawn(oct_run(self.path(), &out, &["--local", "--no-results"]))
+            .wait_exit(Duration::from_secs(90))
     }
 }
 
@@ -103,6 +96,18 @@ pub struct Proc {
 pub fn oct(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_oct"));
     c.args(args);
+    c
+}
+
+/// `oct run PROJECT -o OUT` and `extra` (`--local`, `--no-results`, …), not yet started.
+pub fn oct_run(project: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = oct(&[
+        "run",
+        project.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    c.args(extra);
     c
 }
 
