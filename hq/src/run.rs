@@ -376,25 +376,28 @@ impl Hq<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
-        if !self.sockets.listened() {
-            // Nobody takes the re-published feed: decode a batch in one pass.
-            match Message::decode_batch(frame) {
-                None => self.on_message(Message::decode(frame), frame, false)?,
-                Some(Ok(items)) => {
-                    for item in items {
-                        self.on_message(item, frame, false)?;
-                    }
-                }
-                Some(Err(e)) => self.reject(frame, e),
-            }
-            return Ok(());
-        }
-        match protocol::split_batch(frame) {
-            None => self.on_message(Message::decode(frame), frame, true),
+        // A batch's elements count (and are rejected) one by one. The external publisher wants
+        // each result's own bytes: with a listener, split the batch first and decode each
+        // part; without one, decode it in one pass.
+        let republish = self.sockets.listened();
+        let parts = if republish {
+            protocol::split_batch(frame).map(|parts| {
+                parts.map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|p| (Message::decode(p), p))
+                        .collect::<Vec<_>>()
+                })
+            })
+        } else {
+            Message::decode_batch(frame)
+                .map(|items| items.map(|items| items.into_iter().map(|m| (m, frame)).collect()))
+        };
+        match parts {
+            None => self.on_message(Message::decode(frame), frame, republish),
             Some(Ok(parts)) => {
-                // Each frame of a batch counts (and is rejected, or re-published) on its own.
-                for part in parts {
-                    self.on_message(Message::decode(part), part, true)?;
+                for (message, raw) in parts {
+                    self.on_message(message, raw, republish)?;
                 }
                 Ok(())
             }

@@ -161,15 +161,8 @@ impl Message {
     pub fn decode_batch(
         frame: &[u8],
     ) -> Option<Result<Vec<Result<Message, DecodeError>>, DecodeError>> {
-        let start = frame.iter().position(|b| !b.is_ascii_whitespace())?;
-        if frame[start] != b'[' {
-            return None;
-        }
-        let parts = std::str::from_utf8(frame)
-            .map_err(|_| DecodeError::NotUtf8)
-            .and_then(|text| serde_json::from_str::<Vec<Light>>(text).map_err(json_error))
-            .map(|parts| parts.into_iter().map(Message::classify).collect());
-        Some(parts)
+        let parts = batch_parts::<Light>(frame)?;
+        Some(parts.map(|parts| parts.into_iter().map(Message::classify).collect()))
     }
 
     fn classify(value: Light) -> Result<Message, DecodeError> {
@@ -192,17 +185,24 @@ impl Message {
 /// to be decoded one by one with [`Message::decode`]. `None` when the frame is not a batch
 /// (its JSON does not start with `[`).
 pub fn split_batch(frame: &[u8]) -> Option<Result<Vec<&[u8]>, DecodeError>> {
+    let parts = batch_parts::<&serde_json::value::RawValue>(frame)?;
+    Some(parts.map(|parts| parts.into_iter().map(|p| p.get().as_bytes()).collect()))
+}
+
+/// The elements of a batch frame read as `T`; `None` when the frame is not a batch (its JSON
+/// does not start with `[`).
+fn batch_parts<'a, T: serde::Deserialize<'a>>(
+    frame: &'a [u8],
+) -> Option<Result<Vec<T>, DecodeError>> {
     let start = frame.iter().position(|b| !b.is_ascii_whitespace())?;
     if frame[start] != b'[' {
         return None;
     }
-    let parts = std::str::from_utf8(frame)
-        .map_err(|_| DecodeError::NotUtf8)
-        .and_then(|text| {
-            serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text).map_err(json_error)
-        })
-        .map(|parts| parts.into_iter().map(|p| p.get().as_bytes()).collect());
-    Some(parts)
+    Some(
+        std::str::from_utf8(frame)
+            .map_err(|_| DecodeError::NotUtf8)
+            .and_then(|text| serde_json::from_str(text).map_err(json_error)),
+    )
 }
 
 const STATUS_KEYS: &[&str] = &[
