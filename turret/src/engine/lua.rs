@@ -67,12 +67,11 @@ function T:timer(name, fn, ...)
   self.custom_timers[name] = clock() - t0
   return table.unpack(r, 1, r.n)
 end
-return function(setup, run, tear_down, keep_going, report)
+return function(setup, run, tear_down, go, report)
   local n = 0
   -- One `t` for the canon's life, its timers table replaced only once used: an iteration
   -- that times nothing leaves nothing for the collector.
   local t = setmetatable({custom_timers = {}}, T)
-  local go = keep_going()
   while go do
     local err, phase = nil, nil
     local elapsed = 0
@@ -216,14 +215,13 @@ impl LuaEngine {
             .dump(false)
             .into();
         install(&lua).map_err(err)?;
-        let lib = |e| err(e);
         let looper: Function = {
             // SAFETY: `clock` only pushes a number onto the stack it is given.
-            let clock = unsafe { lua.create_c_function(clock) }.map_err(lib)?;
+            let clock = unsafe { lua.create_c_function(clock) }.map_err(err)?;
             lua.load(PRELUDE)
                 .set_name("@oct-prelude")
                 .call(clock)
-                .map_err(lib)?
+                .map_err(err)?
         };
         let g = lua.globals();
         let new_env: Function = lua
@@ -231,17 +229,17 @@ impl LuaEngine {
             .set_name("@oct-env")
             .call((
                 g.clone(),
-                g.get::<Function>("load").map_err(lib)?,
-                g.get::<Function>("select").map_err(lib)?,
-                g.get::<Function>("setmetatable").map_err(lib)?,
+                g.get::<Function>("load").map_err(err)?,
+                g.get::<Function>("select").map_err(err)?,
+                g.get::<Function>("setmetatable").map_err(err)?,
             ))
-            .map_err(lib)?;
+            .map_err(err)?;
         // Yields to the canon's driver, which sleeps without blocking the thread's other canons.
         let sleep: Function = lua
             .load("local y = coroutine.yield; return function(s) y('oct:sleep', s) end")
             .set_name("@oct-sleep")
             .eval()
-            .map_err(lib)?;
+            .map_err(err)?;
         let now = lua
             .create_function(|_, ()| {
                 Ok(SystemTime::now()
@@ -249,7 +247,7 @@ impl LuaEngine {
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(0.0))
             })
-            .map_err(lib)?;
+            .map_err(err)?;
         Ok(Shared {
             engine: self.id,
             lua,
@@ -353,10 +351,8 @@ impl Script for LuaScript {
     ) -> LocalFuture<'static, Result<(), ScriptError>> {
         Box::pin(async move {
             let lua = &self.shared.lua;
-            let c = Rc::clone(&canon);
-            let keep_going = lua
-                .create_function(move |_, ()| Ok(c.keep_going()))
-                .map_err(err)?;
+            // Whether to start at all; after that, each report says whether to go on.
+            let go = canon.keep_going();
             let report = lua
                 .create_function(
                     move |_,
@@ -412,7 +408,7 @@ impl Script for LuaScript {
                 self.setup.clone(),
                 self.run.clone(),
                 self.tear_down.clone(),
-                keep_going,
+                go,
                 report,
             )
                 .into_lua_multi(lua)
@@ -420,11 +416,10 @@ impl Script for LuaScript {
             // Drive the canon's coroutine: it yields what it waits for (a request, a sleep, a
             // turn), the driver awaits it and resumes the script with the answer.
             loop {
-                let out: MultiValue = thread.resume(args).map_err(err)?;
+                let mut out: MultiValue = thread.resume(args).map_err(err)?;
                 if thread.status() != ThreadStatus::Resumable {
                     return Ok(());
                 }
-                let mut out = out;
                 let tag = match out.pop_front() {
                     Some(LuaValue::String(s)) => s,
                     _ => return Err(ScriptError(YIELDED.into())),
