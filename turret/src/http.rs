@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use http::Uri;
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -28,6 +28,7 @@ const MAX_HEAD: usize = 1 << 20;
 const MAX_HEADERS: usize = 100;
 /// A response body larger than this is an error, not a turret out of memory.
 const MAX_BODY: usize = 256 << 20;
+const CLOSED_MID_BODY: &str = "reading body: connection closed mid-body";
 
 /// One canon's HTTP client.
 #[derive(Clone, Default)]
@@ -155,19 +156,12 @@ impl Io {
     async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Io::Plain(s) => s.read(buf).await,
-            Io::Tls(s) => read_tls(s, buf).await,
+            Io::Tls(s) => match s.read(buf).await {
+                // A server that closes without close_notify has still sent everything it meant to.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
         }
-    }
-}
-
-async fn read_tls<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
-    match s.read(buf).await {
-        // A server that closes without close_notify has still sent everything it meant to.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-        other => other,
     }
 }
 
@@ -354,7 +348,6 @@ impl Conn {
     async fn body(&mut self, kind: &BodyKind, mut body: Vec<u8>) -> Result<Vec<u8>, Failure> {
         body.clear();
         let broken = |e: std::io::Error| Failure::new(format!("reading body: {e}"));
-        let closed = || Failure::new("reading body: connection closed mid-body");
         let too_large = || Failure::new("reading body: larger than 256 MiB");
         match *kind {
             BodyKind::None => Ok(body),
@@ -373,7 +366,7 @@ impl Conn {
                         body.resize(got + room, 0);
                         let r = self.io.read(&mut body[got..]).await.map_err(broken)?;
                         if r == 0 {
-                            return Err(closed());
+                            return Err(Failure::new(CLOSED_MID_BODY));
                         }
                         got += r;
                         body.truncate(got);
@@ -413,9 +406,7 @@ impl Conn {
                         return Ok(body);
                     }
                     while self.end - self.start < size + 2 {
-                        if self.fill().await.map_err(broken)? == 0 {
-                            return Err(closed());
-                        }
+                        self.fill_body().await?;
                     }
                     body.extend_from_slice(&self.buf[self.start..self.start + size]);
                     self.start += size + 2;
@@ -435,14 +426,16 @@ impl Conn {
             if self.end - self.start > MAX_HEAD {
                 return Err(Failure::new("reading body: chunk line too long"));
             }
-            if self
-                .fill()
-                .await
-                .map_err(|e| Failure::new(format!("reading body: {e}")))?
-                == 0
-            {
-                return Err(Failure::new("reading body: connection closed mid-body"));
-            }
+            self.fill_body().await?;
+        }
+    }
+
+    /// Reads more of a body into the buffer; the end of the stream is an error there.
+    async fn fill_body(&mut self) -> Result<(), Failure> {
+        match self.fill().await {
+            Ok(0) => Err(Failure::new(CLOSED_MID_BODY)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Failure::new(format!("reading body: {e}"))),
         }
     }
 }
