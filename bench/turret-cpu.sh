@@ -15,40 +15,12 @@ if [ $# -eq 0 ]; then
   cargo build --release --quiet
   set -- "$PWD/target/release/oct"
 fi
-work=$(mktemp -d)
-read -r port pub rc < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
+. bench/nginx-target.sh
+start_nginx
+read -r pub rc < <(python3 -c 'import socket
+s=[socket.socket() for _ in range(2)]
 [x.bind(("127.0.0.1",0)) for x in s]; print(*[x.getsockname()[1] for x in s])')
-mkdir -p "$work/nginx/logs" "$work/p/test_scripts"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 40000;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$port; location / { return 200 "ok\n"; } }
-}
-CONF
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-trap 'kill $nginx_pid 2>/dev/null; wait $nginx_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.05)'; done
-cat >"$work/p/test_scripts/get.lua" <<LUA
-local url = "http://127.0.0.1:$port/"
-function run(t)
-  local r = http.get(url)
-  if r.status ~= 200 then error("status " .. r.status) end
-end
-LUA
-cat >"$work/p/config.json" <<JSON
-{"run_time": $SECS, "results_ts_interval": 1, "testing": false, "progress_bar": false,
- "publish_port": $pub, "rc_port": $rc, "external_publisher": 0, "drain_timeout": 30,
- "turrets": [{"name": "bench", "cannons": $CANONS, "rampup": 0, "script": "test_scripts/get.lua", "workers": 1}]}
-JSON
+project "$work/p" "$CANONS" "$SECS" "$pub" "$rc"
 cat >"$work/turret.json" <<JSON
 {"name": "bench", "cannons": $CANONS, "rampup": 0, "script": "$work/p/test_scripts/get.lua",
  "workers": 1, "hq_address": "127.0.0.1", "hq_publisher": $pub, "hq_rc": $rc}

@@ -11,42 +11,8 @@ ROUNDS=${ROUNDS:-3}; SECS=${SECS:-10}; CANONS=${CANONS:-50}
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 2; }
 cargo build --release --quiet
 OCT=$PWD/target/release/oct
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/nginx/logs"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 40000;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$port; location / { return 200 "ok\n"; } }
-}
-CONF
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-trap 'kill $nginx_pid 2>/dev/null; wait $nginx_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.05)'; done
-
-project() { # $1 dir, $2 canons, $3 run_time
-  mkdir -p "$1/test_scripts"
-  cat >"$1/test_scripts/get.lua" <<LUA
-local url = "http://127.0.0.1:$port/"
-function run(t)
-  local r = http.get(url)
-  if r.status ~= 200 then error("status " .. r.status) end
-end
-LUA
-  cat >"$1/config.json" <<JSON
-{"run_time": $3, "results_ts_interval": 1, "testing": false, "progress_bar": false,
- "publish_port": 0, "rc_port": 0, "external_publisher": 0, "drain_timeout": 30,
- "turrets": [{"name": "bench", "cannons": $2, "rampup": 0, "script": "test_scripts/get.lua", "workers": 1}]}
-JSON
-}
+. bench/nginx-target.sh
+start_nginx
 
 project "$work/p" "$CANONS" "$SECS"
 echo "nginx on core 0, load on core 1; $CANONS connections/canons, ${SECS}s each, $ROUNDS rounds"
