@@ -13,7 +13,7 @@ use util::*;
 const T: Duration = Duration::from_secs(90);
 
 fn fixture_script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/oct/oct_style_user.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oct/oct_style_user.py")
 }
 
 #[test]
@@ -198,7 +198,7 @@ class Transaction(BaseTransaction):
     );
 }
 
-/// An HQ that speaks OCT 0.4.12's frames exactly (shared/fixtures/oct/wire_samples.jsonl) and
+/// An HQ that speaks OCT 0.4.12's frames exactly (fixtures/oct/wire_samples.jsonl) and
 /// announces no extension: our turret must answer in OCT's messages only.
 #[test]
 fn our_turret_speaks_only_octs_messages_to_an_oct_hq() {

@@ -10,7 +10,7 @@ use util::*;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/oct")
+        .join("fixtures/oct")
         .join(name)
 }
 

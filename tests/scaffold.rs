@@ -130,7 +130,7 @@ fn new_project_from_a_template_tarball() {
 
 /// The real OCT config of the fixtures, with the scripts and extra folder it names.
 fn oct_fixture_project(dir: &Path) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/oct");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oct");
     std::fs::create_dir_all(dir.join("test_scripts")).unwrap();
     std::fs::create_dir_all(dir.join("templates/css")).unwrap();
     std::fs::copy(
@@ -162,7 +162,7 @@ fn packed_tarballs_have_octs_shape_and_config() {
     let nav = tar_listing(&p.join("navigation.tar.gz"));
     let names: Vec<&str> = nav.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["config.json", "test_scripts/v_user.py"]);
-    // Byte for byte what OCT 0.4.12 packed (shared/fixtures/oct/pack_and_config.txt).
+    // Byte for byte what OCT 0.4.12 packed (fixtures/oct/pack_and_config.txt).
     assert_eq!(
         nav[0].1,
         "{\n  \"name\": \"navigation\",\n  \"cannons\": 2,\n  \"rampup\": 0,\n  \"script\": \"test_scripts/v_user.py\",\n  \"hq_address\": \"127.0.0.1\",\n  \"hq_publisher\": 5000,\n  \"hq_rc\": 5011\n}\n"

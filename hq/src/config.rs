@@ -389,8 +389,8 @@ mod tests {
 
     #[test]
     fn reads_the_real_oct_config() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/oct/real-oct-config.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/oct/real-oct-config.json");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.min_turrets, 2);
         assert_eq!(c.turrets.len(), 3);

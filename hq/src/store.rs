@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection};
 
-/// NOTE: byte-identical to shared/fixtures/oct/schema.sql; OCT's tools read our files only
+/// NOTE: byte-identical to fixtures/oct/schema.sql; OCT's tools read our files only
 /// because of it. A test compares the two.
 pub const OCT_SCHEMA: &str = r#"CREATE TABLE "result" ("id" INTEGER NOT NULL PRIMARY KEY, "error" TEXT, "scriptrun_time" REAL NOT NULL, "elapsed" REAL NOT NULL, "epoch" REAL NOT NULL, "custom_timers" TEXT, "turret_name" VARCHAR(255) NOT NULL);
 CREATE TABLE "turret" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "uuid" TEXT NOT NULL, "cannons" INTEGER NOT NULL, "script" TEXT NOT NULL, "rampup" INTEGER NOT NULL, "status" TEXT NOT NULL, "updated_at" DATETIME NOT NULL);
@@ -256,7 +256,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         let fixture = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/oct/schema.sql"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/oct/schema.sql"),
         )
         .unwrap();
         let want: Vec<&str> = fixture.lines().map(|l| l.trim_end_matches(';')).collect();
