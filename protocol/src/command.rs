@@ -5,20 +5,44 @@ use serde_json::Value;
 use crate::light::Light;
 use crate::message::{json_error, DecodeError};
 
-/// What our HQ announces in the `msg` of `status_request`: the protocol version and the
-/// extensions it speaks. OCT's HQ sends `null` there; OCT turrets ignore the field.
+/// What our HQ announces in the `msg` of `status_request`: the protocol version, the
+/// extensions it speaks and, with [`crate::EXT_HEARTBEAT`], its session and liveness timings.
+/// OCT's HQ sends `null` there; OCT turrets ignore the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announce {
     pub protocol: u32,
     pub extensions: Vec<String>,
+    /// The HQ's session: random per HQ process, so a turret knows a new HQ from the old one.
+    pub session: Option<String>,
+    /// How often turrets send a heartbeat, in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// How long a running turret goes on without a word from its HQ, in milliseconds.
+    pub hq_timeout_ms: Option<u64>,
 }
 
 impl Announce {
-    /// Everything this build speaks.
+    /// Everything this build speaks, without a session (see [`Announce::with_session`]).
     pub fn ours() -> Self {
         Announce {
             protocol: crate::PROTOCOL_VERSION,
-            extensions: vec![crate::EXT_SEQ.to_owned(), crate::EXT_BATCH.to_owned()],
+            extensions: vec![
+                crate::EXT_SEQ.to_owned(),
+                crate::EXT_BATCH.to_owned(),
+                crate::EXT_HEARTBEAT.to_owned(),
+            ],
+            session: None,
+            heartbeat_ms: None,
+            hq_timeout_ms: None,
+        }
+    }
+
+    /// [`Announce::ours`] for the HQ session `session` with its liveness timings.
+    pub fn with_session(session: &str, heartbeat_ms: u64, hq_timeout_ms: u64) -> Self {
+        Announce {
+            session: Some(session.to_owned()),
+            heartbeat_ms: Some(heartbeat_ms),
+            hq_timeout_ms: Some(hq_timeout_ms),
+            ..Announce::ours()
         }
     }
 
@@ -66,11 +90,27 @@ impl Command {
             Command::StatusRequest(None) | Command::Kill => "null".to_owned(),
             // Written by hand: the wire must not depend on serde_json's map-order feature,
             // which any crate in a workspace can switch on.
-            Command::StatusRequest(Some(a)) => format!(
-                "{{\"protocol\":{},\"extensions\":{}}}",
-                a.protocol,
-                serde_json::to_string(&a.extensions).unwrap_or_else(|_| "[]".into())
-            ),
+            Command::StatusRequest(Some(a)) => {
+                let mut out = format!(
+                    "{{\"protocol\":{},\"extensions\":{}",
+                    a.protocol,
+                    serde_json::to_string(&a.extensions).unwrap_or_else(|_| "[]".into())
+                );
+                if let Some(session) = &a.session {
+                    let quoted = serde_json::to_string(session).unwrap_or_default();
+                    out.push_str(&format!(",\"session\":{quoted}"));
+                }
+                for (key, value) in [
+                    ("heartbeat_ms", a.heartbeat_ms),
+                    ("hq_timeout_ms", a.hq_timeout_ms),
+                ] {
+                    if let Some(v) = value {
+                        out.push_str(&format!(",\"{key}\":{v}"));
+                    }
+                }
+                out.push('}');
+                out
+            }
             Command::SetTransactionContext(v) => v.to_string(),
             Command::Start => "\"open fire\"".to_owned(),
             Command::Stop => "\"premature stop\"".to_owned(),
@@ -140,9 +180,16 @@ fn announce_from(json: &str) -> Option<Announce> {
                 .collect()
         })
         .unwrap_or_default();
+    let ms = |key| msg.get(key).and_then(Value::as_u64);
     Some(Announce {
         protocol,
         extensions,
+        session: msg
+            .get("session")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        heartbeat_ms: ms("heartbeat_ms"),
+        hq_timeout_ms: ms("hq_timeout_ms"),
     })
 }
 
@@ -179,7 +226,13 @@ mod tests {
     fn encodes_our_announcement_in_status_request() {
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::ours()))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch"]}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat"]}}"#
+        );
+        assert_eq!(
+            s(&Command::StatusRequest(Some(Announce::with_session(
+                "5a1e", 1000, 15000
+            )))),
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat"],"session":"5a1e","heartbeat_ms":1000,"hq_timeout_ms":15000}}"#
         );
     }
 
@@ -208,6 +261,8 @@ mod tests {
     #[test]
     fn announcement_round_trips_and_oct_null_means_none() {
         let a = Command::StatusRequest(Some(Announce::ours()));
+        assert_eq!(Command::decode(&a.encode()).unwrap().command, a);
+        let a = Command::StatusRequest(Some(Announce::with_session("s", 200, 3000)));
         assert_eq!(Command::decode(&a.encode()).unwrap().command, a);
         let n = Command::decode(br#" {"command":"status_request","msg":null}"#).unwrap();
         assert_eq!(n.command, Command::StatusRequest(None));

@@ -14,6 +14,11 @@
 //! elsewhere, with a [`DecodeError`] that says what was wrong. Encoding follows Python's
 //! `json.dumps` separators so that our turret's frames look like oct-turrets' frames.
 //!
+//! `seal` owns secure mode (DESIGN §8, docs/security.md): the shared [`Secret`], the HQ's
+//! [`Session`], and the [`Sealer`]/[`Opener`] pair that wraps any frame in ChaCha20-Poly1305
+//! with HKDF keys per direction, session and sender and counter nonces, and tells unsealed,
+//! tampered, replayed and stale frames apart. It knows bytes, not messages.
+//!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
@@ -21,9 +26,13 @@ mod command;
 mod light;
 mod message;
 mod pyjson;
+mod seal;
 
 pub use command::{Announce, Command, CommandFrame};
-pub use message::{split_batch, DecodeError, Message, Status, TestResult, Timers, TurretState};
+pub use message::{
+    split_batch, DecodeError, Heartbeat, Message, Status, TestResult, Timers, TurretState,
+};
+pub use seal::{Opener, Sealer, Secret, SecretError, Session, SEAL_OVERHEAD};
 
 /// The version of our extensions to the OCT protocol, announced by the HQ in `status_request`.
 ///
@@ -38,6 +47,14 @@ pub const EXT_SEQ: &str = "seq";
 /// Extension: a turret may send many results in one frame, a JSON array of result frames
 /// (`[{…}, {…}]`), so that a fast turret pays one ZeroMQ message per batch, not per result.
 pub const EXT_BATCH: &str = "batch";
+
+/// Extension: turrets send a [`Heartbeat`] every `heartbeat_ms` (announced with it), and stop
+/// firing when their HQ has been silent for `hq_timeout_ms`.
+pub const EXT_HEARTBEAT: &str = "heartbeat";
+
+/// The largest frame either side accepts (`ZMQ_MAXMSGSIZE`): a hostile peer cannot make the
+/// HQ or a turret buffer more than this per message. Our turrets keep their batches far below.
+pub const MAX_FRAME_BYTES: i64 = 4 << 20;
 
 /// Results a turret puts in one batch frame at most.
 pub const BATCH_MAX: usize = 256;

@@ -117,11 +117,28 @@ impl TestResult {
     }
 }
 
+/// Extension ([`crate::EXT_HEARTBEAT`]): a turret's sign of life, every `heartbeat_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Heartbeat {
+    /// 1, 2, 3… per turret process.
+    pub heartbeat: u64,
+    pub turret: String,
+    pub uuid: String,
+    /// Results sent so far in this HQ session.
+    pub results_sent: u64,
+    /// Canons in their loop now.
+    pub cannons_active: u64,
+    /// The turret process's CPU use over the last interval, in percent of the cores its canons
+    /// can use.
+    pub cpu: f64,
+}
+
 /// Anything a turret pushes to the HQ.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     Status(Status),
     Result(TestResult),
+    Heartbeat(Heartbeat),
 }
 
 impl Message {
@@ -130,6 +147,7 @@ impl Message {
         match self {
             Message::Status(s) => pyjson::to_vec(s),
             Message::Result(r) => pyjson::to_vec(r),
+            Message::Heartbeat(h) => pyjson::to_vec(h),
         }
     }
 
@@ -147,7 +165,7 @@ impl Message {
     }
 
     /// Decodes one frame, classifying it by its keys: `uuid` and `status` make a status,
-    /// `scriptrun_time` makes a result.
+    /// `scriptrun_time` makes a result, `heartbeat` and `uuid` make a heartbeat.
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
         let value: Light = serde_json::from_str(text).map_err(json_error)?;
@@ -172,11 +190,13 @@ impl Message {
         let f = Fields(&fields);
         let is_status = f.get("uuid").is_some() && f.get("status").is_some();
         let is_result = f.get("scriptrun_time").is_some();
-        match (is_status, is_result) {
-            (true, true) => Err(DecodeError::Ambiguous),
-            (true, false) => f.status().map(Message::Status),
-            (false, true) => f.result().map(Message::Result),
-            (false, false) => Err(DecodeError::UnknownKind),
+        let is_heartbeat = f.get("heartbeat").is_some() && f.get("uuid").is_some();
+        match (is_status, is_result, is_heartbeat) {
+            (true, false, false) => f.status().map(Message::Status),
+            (false, true, false) => f.result().map(Message::Result),
+            (false, false, true) => f.heartbeat().map(Message::Heartbeat),
+            (false, false, false) => Err(DecodeError::UnknownKind),
+            _ => Err(DecodeError::Ambiguous),
         }
     }
 }
@@ -225,6 +245,15 @@ const RESULT_KEYS: &[&str] = &[
     "turret_name",
     "seq",
     "turret_uuid",
+];
+
+const HEARTBEAT_KEYS: &[&str] = &[
+    "heartbeat",
+    "turret",
+    "uuid",
+    "results_sent",
+    "cannons_active",
+    "cpu",
 ];
 
 struct Fields<'a, 'b>(&'b [(Cow<'a, str>, Light<'a>)]);
@@ -298,6 +327,18 @@ impl<'a> Fields<'a, '_> {
             cannons,
             message: self.opt_string("message")?,
             results_sent: self.opt_int("results_sent")?,
+        })
+    }
+
+    fn heartbeat(&self) -> Result<Heartbeat, DecodeError> {
+        self.only(HEARTBEAT_KEYS)?;
+        Ok(Heartbeat {
+            heartbeat: self.int("heartbeat")?,
+            turret: self.string("turret")?,
+            uuid: self.string("uuid")?,
+            results_sent: self.int("results_sent")?,
+            cannons_active: self.int("cannons_active")?,
+            cpu: self.num("cpu")?,
         })
     }
 
@@ -412,6 +453,16 @@ pub enum DecodeError {
     UnknownCommand(String),
     #[error("{0} frames in one message (expected 1)")]
     Multipart(usize),
+    #[error("not sealed (this HQ or turret runs in secure mode)")]
+    Unsealed,
+    #[error("sealed, but does not verify with our secret (tampered, or another secret)")]
+    Tampered,
+    #[error("sealed frame replayed (its counter was already seen, or it is too old)")]
+    Replayed,
+    #[error("sealed for another HQ session (from an earlier run)")]
+    StaleSession,
+    #[error("a result received before this test started (left over from an earlier test)")]
+    BeforeStart,
 }
 
 impl DecodeError {
@@ -438,6 +489,11 @@ impl DecodeError {
             DecodeError::UnknownStatus(_) => "unknown_status",
             DecodeError::UnknownCommand(_) => "unknown_command",
             DecodeError::Multipart(_) => "multipart",
+            DecodeError::Unsealed => "unsealed",
+            DecodeError::Tampered => "tampered",
+            DecodeError::Replayed => "replayed",
+            DecodeError::StaleSession => "stale_session",
+            DecodeError::BeforeStart => "before_start",
         }
     }
 }
@@ -549,6 +605,31 @@ mod tests {
         assert_eq!(
             split_batch(b"[\xff]").unwrap().unwrap_err().kind(),
             "not_utf8"
+        );
+    }
+
+    #[test]
+    fn heartbeats_encode_exactly_and_are_classified_by_their_keys() {
+        let h = Heartbeat {
+            heartbeat: 3,
+            turret: "nav".into(),
+            uuid: "u".into(),
+            results_sent: 120,
+            cannons_active: 2,
+            cpu: 12.5,
+        };
+        let frame = r#"{"heartbeat": 3, "turret": "nav", "uuid": "u", "results_sent": 120, "cannons_active": 2, "cpu": 12.5}"#;
+        assert_eq!(text(&Message::Heartbeat(h.clone())), frame);
+        assert_eq!(Message::decode(frame.as_bytes()), Ok(Message::Heartbeat(h)));
+        let both = r#"{"heartbeat": 3, "uuid": "u", "status": "ready"}"#;
+        assert_eq!(
+            Message::decode(both.as_bytes()),
+            Err(DecodeError::Ambiguous)
+        );
+        let missing = r#"{"heartbeat": 3, "uuid": "u", "turret": "t"}"#;
+        assert_eq!(
+            Message::decode(missing.as_bytes()),
+            Err(DecodeError::MissingField("results_sent"))
         );
     }
 

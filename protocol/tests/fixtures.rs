@@ -85,6 +85,7 @@ fn every_captured_status_and_result_decodes_and_statuses_reencode_identically() 
                 assert_eq!(String::from_utf8(again).unwrap(), *payload);
                 results += 1;
             }
+            Message::Heartbeat(h) => panic!("OCT sends no heartbeats: {h:?}"),
         }
     }
     assert!(

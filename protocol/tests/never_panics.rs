@@ -1,7 +1,11 @@
 //! Random bytes and mangled frames never panic the decoders.
 
 use proptest::prelude::*;
-use protocol::{split_batch, Command, Message};
+use protocol::{split_batch, Command, Message, Opener, Sealer, Secret, Session};
+
+fn secret() -> Secret {
+    Secret::new(b"a test secret of enough length", "test").unwrap()
+}
 
 const VALID: &str = r#"{"elapsed": 0.1, "epoch": 1795305491.0, "scriptrun_time": 0.1, "error": "", "custom_timers": {"login": 0.05}}"#;
 
@@ -14,6 +18,31 @@ proptest! {
         let _ = Command::decode(&bytes);
         let _ = split_batch(&bytes);
         let _ = Message::decode_batch(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_to_the_openers(bytes in proptest::collection::vec(any::<u8>(), 0..256), sealed_prefix in any::<bool>()) {
+        let mut frame = if sealed_prefix { b"\0OCS".to_vec() } else { Vec::new() };
+        frame.extend_from_slice(&bytes);
+        let mut out = Vec::new();
+        let _ = Opener::for_hq(&secret(), Session([1; 16])).open(b"", &frame, &mut out);
+        let _ = Opener::for_turret(&secret()).open(b"", &frame, &mut out);
+    }
+
+    #[test]
+    fn mangled_sealed_frame(pos in 0usize..200, byte in any::<u8>(), cut in 0usize..200) {
+        let mut frame = Vec::new();
+        Sealer::to_hq(&secret(), Session([1; 16]), [2; 16]).seal(b"", VALID.as_bytes(), &mut frame);
+        let pos = pos % frame.len();
+        let mut opener = Opener::for_hq(&secret(), Session([1; 16]));
+        let mut out = Vec::new();
+        let mut bad = frame.clone();
+        bad[pos] = byte;
+        if opener.open(b"", &bad, &mut out).is_ok() {
+            prop_assert_eq!(&bad, &frame, "only the untouched frame opens");
+            let _ = Message::decode(&out);
+        }
+        let _ = opener.open(b"", &frame[..cut.min(frame.len())], &mut out);
     }
 
     #[test]
