@@ -25,6 +25,16 @@ pub struct Config {
     pub extra_turret_config: Map<String, Value>,
     /// Ours: how long to wait after `stop` for turrets to report `ready` (default 10 s).
     pub drain_timeout: Duration,
+    /// Ours: how often turrets send a heartbeat (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// Ours: silence after which a turret is `lost` (default 10 s).
+    pub turret_timeout: Duration,
+    /// Ours: silence of the HQ after which a running turret stops firing (default 15 s).
+    pub hq_timeout: Duration,
+    /// Ours: secure mode's secret, from `secret_file` (relative to this file) or `OCT_SECRET`.
+    pub secret: Option<protocol::Secret>,
+    /// Ours: the address the HQ's sockets bind to (`*`, every interface, as OCT, by default).
+    pub bind_address: Option<String>,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
 }
@@ -86,6 +96,13 @@ pub enum ConfigError {
         key: String,
         why: String,
     },
+    #[error("{path}: `secret_file`: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: protocol::SecretError,
+    },
+    #[error("{0}")]
+    SecretEnv(protocol::SecretError),
 }
 
 impl Config {
@@ -164,6 +181,39 @@ impl Config {
             None => Duration::from_secs(10),
             Some(_) => c.positive_secs(&raw, "drain_timeout")?,
         };
+        let optional_secs = |key: &str, default: u64| match raw.get(key) {
+            None => Ok(Duration::from_secs(default)),
+            Some(_) => c.positive_secs(&raw, key),
+        };
+        let heartbeat_interval = optional_secs("heartbeat_interval", 1)?;
+        let turret_timeout = optional_secs("turret_timeout", 10)?;
+        let hq_timeout = optional_secs("hq_timeout", 15)?;
+        if turret_timeout <= heartbeat_interval {
+            return Err(c.invalid(
+                "turret_timeout",
+                format!(
+                    "({:?}) must be longer than `heartbeat_interval` ({heartbeat_interval:?})",
+                    turret_timeout
+                ),
+            ));
+        }
+        let secret = match raw.get("secret_file") {
+            None => protocol::Secret::from_env().map_err(ConfigError::SecretEnv)?,
+            Some(Value::String(file)) if !file.trim().is_empty() => Some(
+                protocol::Secret::from_file(&base.join(file)).map_err(|source| {
+                    ConfigError::SecretFile {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?,
+            ),
+            Some(other) => return Err(c.wrong("secret_file", "the path of a file", other)),
+        };
+        let bind_address = match raw.get("bind_address") {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Some(other) => return Err(c.wrong("bind_address", "an address or `*`", other)),
+        };
         let config = Config {
             path: path.to_owned(),
             run_time,
@@ -179,6 +229,11 @@ impl Config {
             turrets_requirements,
             extra_turret_config,
             drain_timeout,
+            heartbeat_interval,
+            turret_timeout,
+            hq_timeout,
+            secret,
+            bind_address,
             raw,
         };
         let ports = [

@@ -6,12 +6,17 @@
 //! `config` owns config.json (DESIGN §5): OCT's required keys and defaults, turret entries, and
 //! errors that name the file and key. It does no I/O beyond reading the config files.
 //!
-//! `transport` owns the three ZeroMQ sockets (command PUB, result PULL, external PUB). It knows
-//! frames, not messages: decoding belongs to the `protocol` crate.
+//! `transport` owns the three ZeroMQ sockets (command PUB, result PULL, external PUB), their
+//! limits (frame size, queue) and the sealing of commands in secure mode. It knows frames, not
+//! messages: decoding belongs to the `protocol` crate.
 //!
 //! `run` owns the lifecycle: wait, start, receive, stop, drain, finish. It is the only module
 //! that sees both sockets and the store, and it never blocks on disk: results go to the store's
-//! writer thread in batches.
+//! writer thread in batches. In secure mode it opens every frame (protocol's `Opener`) before
+//! decoding it.
+//!
+//! `liveness` owns each turret's liveness (`running`, `late`, `lost`, `recovered`,
+//! `unmonitored`) and the CPU flag, as pure state over the heartbeats `run` hands it.
 //!
 //! `store` owns results.sqlite: OCT's two tables byte-identical, our extra tables, and the writer
 //! thread that commits one transaction per burst.
@@ -27,6 +32,7 @@
 pub mod config;
 mod console;
 pub mod csv;
+pub mod liveness;
 pub mod local;
 pub mod report;
 pub mod run;

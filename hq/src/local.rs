@@ -39,6 +39,10 @@ impl LocalTurrets {
             let script = project.join(&entry.script);
             turret["script"] = Value::String(script.display().to_string());
             turret["hq_address"] = Value::String("127.0.0.1".into());
+            // Secure mode: the same secret file as the HQ's (OCT_SECRET is inherited anyway).
+            if let Some(Value::String(file)) = config.raw.get("secret_file") {
+                turret["secret_file"] = Value::String(project.join(file).display().to_string());
+            }
             let safe = crate::file_safe(&entry.name);
             let config_path = turrets_dir.join(format!("{safe}.json"));
             let log_path = turrets_dir.join(format!("{safe}.log"));

@@ -1,5 +1,7 @@
 //! The run lifecycle (DESIGN §3): wait for turrets, start them, receive for `run_time`, stop,
-//! drain until every started turret is `ready` again, store and summarise.
+//! drain until every started turret is `ready` again (or lost), store and summarise. Each
+//! turret's liveness (`liveness`) is checked on every pass; in secure mode every frame is opened
+//! before it is decoded, and what does not open is counted, never stored.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,13 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{Announce, Command, DecodeError, Message, Status, TestResult, TurretState};
+use protocol::{
+    Announce, Command, DecodeError, Heartbeat, Message, Opener, Sealer, Session, Status,
+    TestResult, TurretState,
+};
 
 use crate::config::Config;
 use crate::console::Console;
+use crate::liveness::{Health, Liveness, Timings};
 use crate::local::LocalTurrets;
 use crate::store::{self, Op, ResultRow, StoreError, TurretRow, Writer};
 use crate::summary::{Rejected, Summary, TurretSummary};
+use crate::transport::is_loopback;
 use crate::transport::{Sockets, TransportError};
 
 /// Ctrl-C presses, counted: one asks for a graceful stop, two for an immediate exit.
@@ -95,7 +102,13 @@ struct Turret {
     /// Set when the turret reports ready/aborted/killed after `stop`.
     stopped: bool,
     received: u64,
+    health: Health,
+    /// When a start or stop was last sent to this turret alone.
+    nudged: Option<Instant>,
 }
+
+/// A turret is sent a start or stop of its own at most this often.
+const NUDGE_EVERY: Duration = Duration::from_secs(1);
 
 struct Hq<'a> {
     opts: &'a RunOptions,
@@ -112,6 +125,13 @@ struct Hq<'a> {
     next_status_request: Instant,
     topic: Vec<u8>,
     local: Option<LocalTurrets>,
+    announce: Announce,
+    timings: Timings,
+    /// Secure mode: opens what turrets send to this HQ's session.
+    opener: Option<Opener>,
+    opened: Vec<u8>,
+    /// When the frame being handled arrived (one clock read per frame, not per result).
+    now: Instant,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -131,19 +151,43 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         source,
     })?;
     let c = &opts.config;
+    let session = Session::random();
+    // `--local` turrets are on this machine: nothing else needs to reach the HQ.
+    let address = c.bind_address.clone().unwrap_or_else(|| {
+        if opts.local_turrets.is_some() {
+            "127.0.0.1"
+        } else {
+            "*"
+        }
+        .to_owned()
+    });
     let sockets = Sockets::bind(
-        c.publish_port,
-        c.rc_port,
-        c.external_publisher,
+        &address,
+        [c.publish_port, c.rc_port, c.external_publisher],
         opts.forwarder.as_deref(),
+        c.secret.as_ref().map(|s| Sealer::to_turrets(s, session)),
     )?;
     let writer = Writer::spawn(store::create(&db_path)?);
     let console = Console::new(c.progress_bar);
     let ports = sockets.ports;
     console.info(&format!(
-        "listening: publish port {}, rc port {}, external port {} (topic {})",
-        ports.publish, ports.rc, ports.external, opts.publisher_channel
+        "listening: publish port {}, rc port {}, external port {} (topic {}){}",
+        ports.publish,
+        ports.rc,
+        ports.external,
+        opts.publisher_channel,
+        if c.secret.is_some() {
+            ", secure mode"
+        } else {
+            ""
+        }
     ));
+    if c.secret.is_none() && !is_loopback(&address) {
+        console.warn(&format!(
+            "listening on {address} without a secret: anyone who reaches these ports can drive \
+             the turrets and inject results; set OCT_SECRET or `secret_file` (docs/security.md)"
+        ));
+    }
     let local = match &opts.local_turrets {
         Some(program) => {
             Some(LocalTurrets::spawn(program, c, ports, dir).map_err(RunError::Local)?)
@@ -165,6 +209,18 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         next_status_request: Instant::now(),
         topic: opts.publisher_channel.as_bytes().to_vec(),
         local,
+        announce: Announce::with_session(
+            &session.to_hex(),
+            c.heartbeat_interval.as_millis() as u64,
+            c.hq_timeout.as_millis() as u64,
+        ),
+        timings: Timings {
+            heartbeat: c.heartbeat_interval,
+            turret_timeout: c.turret_timeout,
+        },
+        opener: c.secret.as_ref().map(|s| Opener::for_hq(s, session)),
+        opened: Vec::new(),
+        now: Instant::now(),
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),
@@ -241,6 +297,7 @@ impl Hq<'_> {
         self.turrets
             .iter()
             .filter(|t| matches!(t.status.status, TurretState::Ready | TurretState::Running))
+            .filter(|t| !t.health.is_lost())
             .count()
     }
 
@@ -251,17 +308,63 @@ impl Hq<'_> {
                 .all(|t| matches!(t.status.status, TurretState::Aborted | TurretState::Killed))
     }
 
+    /// Whether the drain is over: a lost turret is not waited for.
     fn all_stopped(&self) -> bool {
-        self.turrets.iter().all(|t| !t.started || t.stopped)
+        self.turrets
+            .iter()
+            .all(|t| !t.started || t.stopped || t.health.is_lost())
     }
 
     fn tick_status_requests(&mut self) -> Result<(), RunError> {
         let now = Instant::now();
         if now >= self.next_status_request {
             self.sockets
-                .broadcast(&Command::StatusRequest(Some(Announce::ours())))?;
+                .broadcast(&Command::StatusRequest(Some(self.announce.clone())))?;
             self.next_status_request = now + STATUS_REQUEST_EVERY;
         }
+        for i in 0..self.turrets.len() {
+            if let Some(change) = self.turrets[i].health.check(now, self.timings) {
+                self.liveness_changed(i, change.to, change.silent_secs);
+            }
+        }
+        Ok(())
+    }
+
+    fn liveness_changed(&self, i: usize, to: Liveness, silent_secs: f64) {
+        let name = &self.turrets[i].status.turret;
+        match to {
+            Liveness::Late => self.console.warn(&format!(
+                "turret {name} is late: no word for {silent_secs:.1} s"
+            )),
+            Liveness::Lost => self.console.warn(&format!(
+                "turret {name} is lost: silent for {silent_secs:.1} s; the run goes on without it"
+            )),
+            Liveness::Recovered => self.console.info(&format!(
+                "turret {name} recovered after {silent_secs:.1} s of silence"
+            )),
+            Liveness::Running if self.turrets[i].health.changes.len() > 1 => self
+                .console
+                .info(&format!("turret {name} is on time again")),
+            Liveness::Running | Liveness::Unmonitored => {}
+        }
+    }
+
+    /// Sends `command` to turret `i` alone, once per [`NUDGE_EVERY`] at most.
+    fn nudge(&mut self, i: usize, command: &Command) -> Result<(), RunError> {
+        let now = Instant::now();
+        if self.turrets[i]
+            .nudged
+            .is_some_and(|at| now.duration_since(at) < NUDGE_EVERY)
+        {
+            return Ok(());
+        }
+        self.turrets[i].nudged = Some(now);
+        let uuid = self.turrets[i].status.uuid.clone();
+        if matches!(command, Command::Start) {
+            self.sockets
+                .send_on(&uuid, &Command::SetTransactionContext(self.context()))?;
+        }
+        self.sockets.send_on(&uuid, command)?;
         Ok(())
     }
 
@@ -282,16 +385,18 @@ impl Hq<'_> {
         Ok(())
     }
 
-    fn send_start(&self) -> Result<(), RunError> {
-        let context = self
-            .opts
+    fn context(&self) -> serde_json::Value {
+        self.opts
             .config
             .raw
             .get("transaction_context")
             .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
+            .unwrap_or_else(|| serde_json::json!({}))
+    }
+
+    fn send_start(&self) -> Result<(), RunError> {
         self.sockets
-            .broadcast(&Command::SetTransactionContext(context))?;
+            .broadcast(&Command::SetTransactionContext(self.context()))?;
         self.sockets.broadcast(&Command::Start)?;
         Ok(())
     }
@@ -376,6 +481,23 @@ impl Hq<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
+        self.now = Instant::now();
+        let Some(opener) = &mut self.opener else {
+            return self.on_plain_frame(frame);
+        };
+        let mut opened = std::mem::take(&mut self.opened);
+        let outcome = match opener.open(b"", frame, &mut opened) {
+            Ok(_) => self.on_plain_frame(&opened),
+            Err(e) => {
+                self.reject(frame, e);
+                Ok(())
+            }
+        };
+        self.opened = opened;
+        outcome
+    }
+
+    fn on_plain_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
         // A batch's elements count (and are rejected) one by one. The external publisher wants
         // each result's own bytes: with a listener, split the batch first and decode each
         // part; without one, decode it in one pass.
@@ -417,6 +539,11 @@ impl Hq<'_> {
         republish: bool,
     ) -> Result<(), RunError> {
         match message {
+            // Nothing of this test can come before its start: such a result is left over from
+            // an earlier test (a turret whose HQ died), not one of ours.
+            Ok(Message::Result(_)) if self.phase == Phase::Waiting => {
+                self.reject(raw, DecodeError::BeforeStart)
+            }
             Ok(Message::Result(r)) => {
                 self.on_result(r);
                 if republish {
@@ -424,6 +551,7 @@ impl Hq<'_> {
                 }
             }
             Ok(Message::Status(s)) => self.on_status(s)?,
+            Ok(Message::Heartbeat(h)) => self.on_heartbeat(h),
             Err(e) => self.reject(raw, e),
         }
         Ok(())
@@ -462,6 +590,7 @@ impl Hq<'_> {
         };
         if let Some(i) = sender {
             self.turrets[i].received += 1;
+            self.heard(i);
         }
         let custom_timers = r.timers_json();
         self.batch.push(ResultRow {
@@ -472,6 +601,35 @@ impl Hq<'_> {
             custom_timers,
             turret_name: r.turret_name.unwrap_or_else(|| protocol::NONAME.to_owned()),
         });
+    }
+
+    fn heard(&mut self, i: usize) {
+        if let Some(change) = self.turrets[i].health.heard(self.now) {
+            self.liveness_changed(i, change.to, change.silent_secs);
+        }
+    }
+
+    fn on_heartbeat(&mut self, h: Heartbeat) {
+        // A turret is known by its status first; it answers the next status_request.
+        let Some(i) = self.turrets.iter().position(|t| t.status.uuid == h.uuid) else {
+            return;
+        };
+        let (change, suspect) =
+            self.turrets[i]
+                .health
+                .heartbeat(self.now, h.results_sent, h.cannons_active, h.cpu);
+        if let Some(change) = change {
+            self.liveness_changed(i, change.to, change.silent_secs);
+        }
+        if suspect {
+            self.console.warn(&format!(
+                "turret {}: CPU above {} % for {} heartbeats in a row ({:.0} %): its latencies are suspect",
+                h.turret,
+                crate::liveness::CPU_SUSPECT_PCT,
+                crate::liveness::CPU_SUSPECT_BEATS,
+                h.cpu
+            ));
+        }
     }
 
     fn on_status(&mut self, s: Status) -> Result<(), RunError> {
@@ -497,6 +655,8 @@ impl Hq<'_> {
                     started: false,
                     stopped: false,
                     received: 0,
+                    health: Health::new(self.now),
+                    nudged: None,
                 });
                 let i = self.turrets.len() - 1;
                 if phase == Phase::Running && s.status == TurretState::Ready {
@@ -510,6 +670,27 @@ impl Hq<'_> {
                 i
             }
         };
+        self.heard(idx);
+        let was = self.turrets[idx].status.status;
+        let monitored = self.turrets[idx].health.liveness != Liveness::Unmonitored;
+        if phase == Phase::Running
+            && self.turrets[idx].started
+            && monitored
+            && was == TurretState::Running
+            && s.status == TurretState::Ready
+        {
+            // It stopped by itself (its HQ was silent too long) and is back: re-admit it.
+            self.console.info(&format!(
+                "turret {} is back and ready: starting it again",
+                s.turret
+            ));
+            self.nudge(idx, &Command::Start)?;
+        }
+        if phase == Phase::Draining && self.turrets[idx].started && s.status == TurretState::Running
+        {
+            // It may have missed the stop (it was away when it went out).
+            self.nudge(idx, &Command::Stop)?;
+        }
         let t = &mut self.turrets[idx];
         let changed = t.status.status != s.status;
         if changed && matches!(s.status, TurretState::Aborted | TurretState::Killed) {
@@ -569,19 +750,28 @@ impl Hq<'_> {
         timers.sort();
         self.summary.timers = timers;
         for t in &self.turrets {
-            self.writer.send(Op::TurretCount {
-                uuid: t.status.uuid.clone(),
-                name: t.status.turret.clone(),
-                received: t.received,
-                sent: t.status.results_sent,
-            })?;
-            self.summary.turrets.push(TurretSummary {
+            let turret = TurretSummary {
                 name: t.status.turret.clone(),
                 uuid: t.status.uuid.clone(),
                 status: t.status.status.as_oct().to_owned(),
                 received: t.received,
-                sent: t.status.results_sent,
-            });
+                // The final `ready` says what was sent; a turret that never sent one (lost,
+                // killed) said it in its last heartbeat. Counts only grow within a session.
+                sent: t.status.results_sent.max(t.health.results_sent),
+                liveness: t.health.liveness,
+                changes: t.health.changes.clone(),
+                heartbeats: t.health.heartbeats,
+                cpu_max: t.health.cpu_max,
+                cpu_suspect: t.health.cpu_suspect,
+            };
+            self.writer.send(Op::TurretCount {
+                uuid: turret.uuid.clone(),
+                name: turret.name.clone(),
+                received: turret.received,
+                sent: turret.sent,
+            })?;
+            self.writer.send(Op::TurretHealth(turret.clone()))?;
+            self.summary.turrets.push(turret);
         }
         for (k, v) in self.summary.meta() {
             self.writer.send(Op::Meta(k.to_owned(), v))?;

@@ -17,6 +17,7 @@ CREATE TABLE "turret" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, 
 const OUR_SCHEMA: &str = r#"CREATE TABLE oct_run (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE oct_rejected (kind TEXT NOT NULL PRIMARY KEY, count INTEGER NOT NULL, first_error TEXT NOT NULL, samples TEXT NOT NULL);
 CREATE TABLE oct_turret_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
+CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
 /// One row of OCT's `result` table.
@@ -61,6 +62,8 @@ pub enum Op {
         received: u64,
         sent: Option<u64>,
     },
+    /// A turret's liveness and CPU flag at the end of the run (`oct_turret_health`).
+    TurretHealth(crate::summary::TurretSummary),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +158,31 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                     tx.execute(
                         "INSERT OR REPLACE INTO oct_turret_count (uuid, name, received, sent) VALUES (?1, ?2, ?3, ?4)",
                         params![uuid, name, received, sent],
+                    )?;
+                }
+                Op::TurretHealth(t) => {
+                    let changes: Vec<serde_json::Value> = t
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "at": c.at.to_rfc3339(),
+                                "state": c.to.as_str(),
+                                "silent_secs": (c.silent_secs * 1000.0).round() / 1000.0,
+                            })
+                        })
+                        .collect();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO oct_turret_health (uuid, name, liveness, changes, heartbeats, cpu_max, cpu_suspect) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            t.uuid,
+                            t.name,
+                            t.liveness.as_str(),
+                            serde_json::Value::Array(changes).to_string(),
+                            t.heartbeats,
+                            t.cpu_max,
+                            t.cpu_suspect
+                        ],
                     )?;
                 }
             }

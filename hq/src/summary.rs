@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
+use crate::liveness::{Change, Liveness};
+
 /// Messages rejected by the HQ, grouped by kind of error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
@@ -24,6 +26,25 @@ pub struct TurretSummary {
     pub received: u64,
     /// What the turret says it sent (extension `seq`); `None` for OCT turrets.
     pub sent: Option<u64>,
+    /// Its liveness at the end (extension `heartbeat`), and every change of it.
+    pub liveness: Liveness,
+    pub changes: Vec<Change>,
+    pub heartbeats: u64,
+    /// The highest CPU use a heartbeat reported, and whether it stayed above 90 %.
+    pub cpu_max: f64,
+    pub cpu_suspect: bool,
+}
+
+impl TurretSummary {
+    /// `late 10:01:02, lost 10:01:09, recovered 10:01:15`: the changes after the first.
+    pub fn changes_text(&self) -> String {
+        self.changes
+            .iter()
+            .filter(|c| !(c.to == Liveness::Running && self.changes.first() == Some(c)))
+            .map(|c| format!("{} {}", c.to, c.at.format("%H:%M:%S")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,11 +135,19 @@ impl fmt::Display for Summary {
         }
         for t in &self.turrets {
             let sent = t.sent.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-            writeln!(
+            write!(
                 f,
-                "turret {}: {} (sent {sent}, received {})",
-                t.name, t.status, t.received
+                "turret {}: {} (sent {sent}, received {}) · {}",
+                t.name, t.status, t.received, t.liveness
             )?;
+            let changes = t.changes_text();
+            if !changes.is_empty() {
+                write!(f, " ({changes})")?;
+            }
+            if t.cpu_suspect {
+                write!(f, " · CPU up to {:.0} %: latencies suspect", t.cpu_max)?;
+            }
+            writeln!(f)?;
         }
         write!(f, "rejected: {}", self.rejected_total())?;
         for r in &self.rejected {

@@ -1,8 +1,24 @@
 //! The HQ's three ZeroMQ sockets (DESIGN §3): command PUB, result PULL (no high-water mark, so
 //! nothing a turret sent is dropped here), and the external publisher that re-publishes
 //! results — an XPUB, PUB to its subscribers, which also tells the HQ whether anyone listens.
+//! In secure mode every command leaves sealed.
 
-use protocol::Command;
+use std::cell::RefCell;
+
+use protocol::{Command, Sealer, MAX_FRAME_BYTES};
+
+/// Frames queued per turret connection on the result socket at most: past it ZeroMQ holds the
+/// rest back in the turret (PUSH waits, nothing is dropped), so a peer cannot fill the HQ's
+/// memory faster than it is read.
+const RESULT_QUEUE_FRAMES: i32 = 1000;
+
+/// Whether the HQ binding to `address` is reachable from this machine alone.
+pub fn is_loopback(address: &str) -> bool {
+    let a = address.trim_start_matches('[').trim_end_matches(']');
+    a == "localhost"
+        || a.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// The ports actually bound (a configured 0 means "the OS picks").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +36,8 @@ pub struct Sockets {
     pub ports: Ports,
     /// Subscriptions the external publisher has seen (subscribes minus unsubscribes).
     listeners: std::cell::Cell<i64>,
+    /// Secure mode: seals every command.
+    sealer: Option<RefCell<Sealer>>,
     _ctx: zmq::Context,
 }
 
@@ -40,6 +58,7 @@ pub enum TransportError {
 fn bind(
     ctx: &zmq::Context,
     kind: zmq::SocketType,
+    address: &str,
     key: &'static str,
     port: u16,
 ) -> Result<(zmq::Socket, u16), TransportError> {
@@ -47,12 +66,17 @@ fn bind(
     // A stop or kill still in the queue at exit gets a second to leave, never forever.
     socket.set_linger(1000)?;
     if kind == zmq::PULL {
-        socket.set_rcvhwm(0)?;
+        socket.set_rcvhwm(RESULT_QUEUE_FRAMES)?;
+        socket.set_maxmsgsize(MAX_FRAME_BYTES)?;
+    }
+    if kind == zmq::XPUB {
+        // Subscriptions are all the external publisher reads.
+        socket.set_maxmsgsize(4096)?;
     }
     let endpoint = if port == 0 {
-        "tcp://*:*".to_owned()
+        format!("tcp://{address}:*")
     } else {
-        format!("tcp://*:{port}")
+        format!("tcp://{address}:{port}")
     };
     let err = |source| TransportError::Bind { key, port, source };
     socket.bind(&endpoint).map_err(err)?;
@@ -66,19 +90,20 @@ fn bind(
 }
 
 impl Sockets {
-    /// Binds the sockets; with `forwarder`, the external publisher connects to that
-    /// `ip:port` instead of binding (OCT's `--with-forwarder`).
+    /// Binds the sockets on `address` (`*` for every interface); with `forwarder`, the
+    /// external publisher connects to that `ip:port` instead of binding (OCT's
+    /// `--with-forwarder`). With `sealer`, every command is sealed.
     pub fn bind(
-        publish: u16,
-        rc: u16,
-        external: u16,
+        address: &str,
+        [publish, rc, external]: [u16; 3],
         forwarder: Option<&str>,
+        sealer: Option<Sealer>,
     ) -> Result<Sockets, TransportError> {
         let ctx = zmq::Context::new();
-        let (commands, publish) = bind(&ctx, zmq::PUB, "publish_port", publish)?;
-        let (results, rc) = bind(&ctx, zmq::PULL, "rc_port", rc)?;
+        let (commands, publish) = bind(&ctx, zmq::PUB, address, "publish_port", publish)?;
+        let (results, rc) = bind(&ctx, zmq::PULL, address, "rc_port", rc)?;
         let (external, external_port) = match forwarder {
-            None => bind(&ctx, zmq::XPUB, "external_publisher", external)?,
+            None => bind(&ctx, zmq::XPUB, address, "external_publisher", external)?,
             Some(address) => {
                 let socket = ctx.socket(zmq::XPUB)?;
                 socket.set_linger(1000)?;
@@ -106,13 +131,30 @@ impl Sockets {
                 external: external_port,
             },
             listeners: std::cell::Cell::new(0),
+            sealer: sealer.map(RefCell::new),
             _ctx: ctx,
         })
     }
 
     /// Publishes `command` to every turret.
     pub fn broadcast(&self, command: &Command) -> Result<(), TransportError> {
-        self.commands.send(command.encode(), 0)?;
+        self.send_on("", command)
+    }
+
+    /// Publishes `command` on `channel`: a turret's uuid addresses that turret alone.
+    pub fn send_on(&self, channel: &str, command: &Command) -> Result<(), TransportError> {
+        let plain = command.encode_on(channel);
+        match &self.sealer {
+            None => self.commands.send(plain, 0)?,
+            Some(sealer) => {
+                let prefix = channel.len() + 1;
+                let mut frame = Vec::with_capacity(plain.len() + protocol::SEAL_OVERHEAD);
+                sealer
+                    .borrow_mut()
+                    .seal(&plain[..prefix], &plain[prefix..], &mut frame);
+                self.commands.send(frame, 0)?;
+            }
+        }
         Ok(())
     }
 

@@ -47,6 +47,12 @@ const MAX_PEERS: usize = 4096;
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0 == other.0
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("Secret(…)")

@@ -246,7 +246,9 @@ impl TestTurret {
                 continue;
             }
             let frame = self.sub.recv_string(0).unwrap().unwrap();
-            let v: Value = serde_json::from_str(frame.trim_start()).unwrap();
+            // Channel (empty, or this turret's uuid), one space, JSON.
+            let (_, json) = frame.split_once(' ').unwrap();
+            let v: Value = serde_json::from_str(json).unwrap();
             let name = v["command"].as_str().unwrap().to_owned();
             if name == "status_request" {
                 self.send(self.status(status));

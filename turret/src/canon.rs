@@ -4,7 +4,7 @@
 //! on the network costs a parked future, not an OS thread, and Lua states stay on one thread.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,6 +35,8 @@ pub struct Shared {
     pub started: Instant,
     pub stop: Arc<AtomicBool>,
     pub events: Sender<Event>,
+    /// Canons in their loop now (the heartbeat reports it).
+    pub active: Arc<AtomicU64>,
 }
 
 /// Starts `workers` threads hosting `canons` (dealt round-robin). Each thread ends when all of
@@ -157,11 +159,15 @@ impl Canon {
         // must not include the time its neighbours spent loading their scripts.
         tokio::task::yield_now().await;
         let events = shared.events.clone();
+        let active = Arc::clone(&shared.active);
         let sink = Rc::new(Sink {
             shared,
             turret: self.info.turret.clone(),
         });
-        if let Err(e) = script.run_loop(sink).await {
+        active.fetch_add(1, Ordering::Relaxed);
+        let outcome = script.run_loop(sink).await;
+        active.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = outcome {
             let _ = events.send(Event::Failed(format!("canon {}: {}", self.info.index, e.0)));
         }
     }
@@ -203,6 +209,7 @@ mod tests {
             started: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
             events: tx,
+            active: Arc::new(AtomicU64::new(0)),
         };
         let canon = |index| Canon {
             info: CanonInfo {

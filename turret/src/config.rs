@@ -19,6 +19,9 @@ pub struct Config {
     pub hq_rc: u16,
     /// Ours: threads hosting the canons (default: the machine's cores).
     pub workers: usize,
+    /// Secure mode's shared secret: `secret_file` (relative to the config's folder), else
+    /// `OCT_SECRET` from the environment, else none (plain OCT protocol).
+    pub secret: Option<protocol::Secret>,
     /// The whole document, handed to scripts.
     pub raw: Map<String, Value>,
 }
@@ -46,6 +49,11 @@ pub enum ConfigError {
     },
     #[error("{path}: script {script} not found")]
     NoScript { path: PathBuf, script: PathBuf },
+    #[error("{path}: `secret_file`: {source}")]
+    Secret {
+        path: PathBuf,
+        source: protocol::SecretError,
+    },
 }
 
 impl Config {
@@ -101,6 +109,17 @@ impl Config {
                 script: script_path,
             });
         }
+        let secret_error = |source| ConfigError::Secret {
+            path: path.to_owned(),
+            source,
+        };
+        let secret = match raw.get("secret_file") {
+            None => protocol::Secret::from_env().map_err(secret_error)?,
+            Some(Value::String(file)) if !file.is_empty() => {
+                Some(protocol::Secret::from_file(&base.join(file)).map_err(secret_error)?)
+            }
+            Some(_) => return Err(wrong("secret_file", "a non-empty string")),
+        };
         Ok(Config {
             name: string("name")?,
             cannons: int("cannons", 1)?,
@@ -117,6 +136,7 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 Some(_) => int("workers", 1)? as usize,
             },
+            secret,
             raw,
         })
     }

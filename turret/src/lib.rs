@@ -3,9 +3,13 @@
 //!
 //! # Layout
 //!
-//! `config` owns the turret's config.json (what `oct pack-turrets` writes) and resolves the
-//! script against the config's folder. `run` owns the lifecycle and the two sockets; it alone
-//! talks to the HQ, so a `ready` after `stop` always follows the results it closes. `canon` owns
+//! `config` owns the turret's config.json (what `oct pack-turrets` writes), resolves the
+//! script against the config's folder and finds secure mode's secret. `run` owns the lifecycle
+//! (start, stop, heartbeats, stopping when the HQ is silent); it alone talks to the HQ, through
+//! `link`, so a `ready` after `stop` always follows the results it closes. `link` owns the two
+//! sockets, what the HQ announced and when it was last heard, and secure mode (sealing what
+//! goes out, ignoring whatever its HQ did not seal). `health` owns the CPU figure a heartbeat
+//! carries. `canon` owns
 //! one virtual user's loop on its own thread; it never touches a socket. `engine` owns the script
 //! engines behind the `Engine`/`Script` traits (`engine::lua`); `http` owns the HTTP client that
 //! Lua scripts get.
@@ -13,7 +17,9 @@
 pub mod canon;
 pub mod config;
 pub mod engine;
+mod health;
 mod http;
+mod link;
 pub mod run;
 
 pub use config::{Config, ConfigError};

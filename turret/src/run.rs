@@ -1,21 +1,25 @@
 //! The turret lifecycle (DESIGN §6): register, answer `status_request`, start canons on `start`
 //! (evenly over `rampup`), on `stop` let each finish its iteration, send every result, report
-//! `ready`, and wait for the next test; `kill` ends the process.
+//! `ready`, and wait for the next test; `kill` ends the process. With the HQ's `heartbeat`
+//! extension it also sends a heartbeat every `heartbeat_ms`, and stops firing when the HQ has
+//! been silent for `hq_timeout_ms` (its results wait in the socket for the HQ to come back).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Announce, Command, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH, EXT_SEQ,
+    Command, Heartbeat, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH, EXT_SEQ,
 };
 use serde_json::Value;
 
 use crate::canon::{self, Canon, Event, Shared};
 use crate::config::Config;
 use crate::engine::{self, CanonInfo, Engine};
+use crate::health::CpuMeter;
+use crate::link::Link;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TurretError {
@@ -25,64 +29,70 @@ pub enum TurretError {
     Zmq(#[from] zmq::Error),
 }
 
+/// Events forwarded per pass of the main loop at most, so that a flood of results never keeps
+/// the turret from its commands and heartbeats.
+const EVENTS_PER_PASS: usize = 16_384;
+/// A batch frame is sent once it holds about this many bytes, far below the HQ's frame limit.
+const BATCH_BYTES: usize = 512 << 10;
+/// Longer error messages are cut to this (the HQ refuses frames over `MAX_FRAME_BYTES`).
+const MAX_ERROR_BYTES: usize = 64 << 10;
+
 struct Test {
     stop: Arc<AtomicBool>,
     canons: Vec<JoinHandle<()>>,
+    active: Arc<AtomicU64>,
+    /// `stop` was asked for: the canons are finishing their iterations.
+    stopping: bool,
 }
 
 struct Turret {
     config: Config,
-    uuid: String,
     engine: Arc<dyn Engine>,
-    sub: zmq::Socket,
-    push: zmq::Socket,
+    link: Link,
     state: TurretState,
-    announced: Option<Announce>,
     context: Value,
     test: Option<Test>,
+    /// `kill` came while a test was stopping: exit once it has.
+    exit_after_stop: bool,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
     sent: u64,
     abort_message: Option<String>,
+    heartbeats: u64,
+    next_heartbeat: Instant,
+    cpu: CpuMeter,
     /// The last batch frame's buffer, reused.
     frame: Vec<u8>,
-    _ctx: zmq::Context,
 }
 
 /// Runs a turret until `kill`.
 pub fn run(config: Config) -> Result<(), TurretError> {
     let engine: Arc<dyn Engine> =
         Arc::from(engine::for_script(&config.script_path).map_err(|e| TurretError::Script(e.0))?);
-    let ctx = zmq::Context::new();
-    let sub = ctx.socket(zmq::SUB)?;
-    let push = ctx.socket(zmq::PUSH)?;
-    // Nothing is dropped while the HQ is away: results wait for it to come back.
-    push.set_sndhwm(0)?;
-    push.set_linger(2000)?;
-    let uuid = uuid::Uuid::new_v4().to_string();
-    sub.connect(&format!(
-        "tcp://{}:{}",
-        config.hq_address, config.hq_publisher
-    ))?;
-    sub.set_subscribe(b"")?;
-    push.connect(&format!("tcp://{}:{}", config.hq_address, config.hq_rc))?;
+    let link = Link::connect(
+        &config.name,
+        &config.hq_address,
+        config.hq_publisher,
+        config.hq_rc,
+        config.secret.clone(),
+    )?;
     let (events_tx, events) = mpsc::channel();
     let mut turret = Turret {
+        cpu: CpuMeter::new(config.workers),
         config,
-        uuid,
         engine,
-        sub,
-        push,
+        link,
         state: TurretState::Ready,
-        announced: None,
         context: serde_json::json!({}),
         test: None,
+        exit_after_stop: false,
         events_tx,
         events,
         sent: 0,
         abort_message: None,
+        heartbeats: 0,
+        next_heartbeat: Instant::now(),
         frame: Vec::new(),
-        _ctx: ctx,
     };
     // Load the script once now, so a broken script is reported before any test.
     if let Err(e) = turret.engine.check() {
@@ -92,13 +102,18 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         return Err(TurretError::Script(e.0));
     }
     eprintln!(
-        "oct turret {}: {} canon(s) of {}, HQ at {}:{}/{}",
+        "oct turret {}: {} canon(s) of {}, HQ at {}:{}/{}{}",
         turret.config.name,
         turret.config.cannons,
         turret.config.script,
         turret.config.hq_address,
         turret.config.hq_publisher,
-        turret.config.hq_rc
+        turret.config.hq_rc,
+        if turret.link.secure() {
+            ", secure mode"
+        } else {
+            ""
+        }
     );
     turret.send_status()?;
     turret.serve()
@@ -115,16 +130,12 @@ impl Turret {
         }
     }
 
-    fn ext(&self, name: &str) -> bool {
-        self.announced.as_ref().is_some_and(|a| a.has(name))
-    }
-
-    fn send_status(&self) -> Result<(), TurretError> {
-        let ext = self.ext(EXT_SEQ);
+    fn send_status(&mut self) -> Result<(), TurretError> {
+        let ext = self.link.ext(EXT_SEQ);
         let status = Status {
             turret: self.config.name.clone(),
             status: self.state,
-            uuid: self.uuid.clone(),
+            uuid: self.link.uuid().to_owned(),
             rampup: self.config.rampup_secs,
             script: self.config.script.clone(),
             cannons: self.config.cannons,
@@ -136,54 +147,60 @@ impl Turret {
             results_sent: (ext && self.state == TurretState::Ready && self.sent > 0)
                 .then_some(self.sent),
         };
-        self.push.send(Message::Status(status).encode(), 0)?;
+        self.link.send(&Message::Status(status).encode())?;
         Ok(())
     }
 
     fn serve(&mut self) -> Result<(), TurretError> {
         loop {
-            if self.sub.poll(zmq::POLLIN, 20)? > 0 {
-                let frame = self.sub.recv_bytes(0)?;
-                match Command::decode(&frame) {
-                    Ok(f) if f.channel.is_empty() || f.channel == self.uuid => {
-                        if !self.on_command(f.command)? {
-                            return Ok(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("oct turret {}: ignored a command: {e}", self.config.name),
+            if let Some(heard) = self.link.next(20)? {
+                if heard.new_session {
+                    self.on_new_session();
                 }
+                self.on_command(heard.command)?;
             }
-            self.forward_events()?;
+            self.forward_events(EVENTS_PER_PASS)?;
+            self.watch_hq();
+            if self.finish_stop()? {
+                return Ok(());
+            }
+            self.heartbeat()?;
         }
     }
 
-    /// Returns false when the turret must exit.
-    fn on_command(&mut self, command: Command) -> Result<bool, TurretError> {
+    /// A new HQ speaks: whatever was running was the old one's test, and counts start again.
+    fn on_new_session(&mut self) {
+        if self.test.as_ref().is_some_and(|t| !t.stopping) {
+            eprintln!(
+                "oct turret {}: a new HQ session: stopping the test of the old one",
+                self.config.name
+            );
+            self.begin_stop();
+        }
+        self.sent = 0;
+    }
+
+    fn on_command(&mut self, command: Command) -> Result<(), TurretError> {
         match command {
-            Command::StatusRequest(announce) => {
-                if announce.is_some() {
-                    self.announced = announce;
-                }
-                self.send_status()?;
-            }
+            Command::StatusRequest(_) => self.send_status()?,
             Command::SetTransactionContext(v) => self.context = v,
-            Command::Start if self.state == TurretState::Ready => self.start()?,
+            Command::Start if self.state == TurretState::Ready && self.test.is_none() => {
+                self.start()?
+            }
             Command::Start => {}
-            Command::Stop => self.stop()?,
+            Command::Stop => self.begin_stop(),
             Command::Kill => {
-                self.stop()?;
-                self.state = TurretState::Killed;
-                self.send_status()?;
-                return Ok(false);
+                self.exit_after_stop = true;
+                self.begin_stop();
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     fn start(&mut self) -> Result<(), TurretError> {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicU64::new(0));
         let n = self.config.cannons;
         let step = Duration::from_secs(self.config.rampup_secs).div_f64(n as f64);
         let canons: Vec<Canon> = (0..n)
@@ -197,54 +214,151 @@ impl Turret {
             started,
             stop: Arc::clone(&stop),
             events: self.events_tx.clone(),
+            active: Arc::clone(&active),
         };
         let canons = canon::spawn_workers(canons, self.config.workers, &shared)
             .map_err(|e| TurretError::Script(format!("starting canon threads: {e}")))?;
-        self.sent = 0;
+        // Counts belong to the HQ session (a test restarted after the HQ was away goes on
+        // counting); an OCT HQ has none, so each of its tests counts alone.
+        if !self.link.has_session() {
+            self.sent = 0;
+        }
         self.abort_message = None;
-        self.test = Some(Test { stop, canons });
+        self.test = Some(Test {
+            stop,
+            canons,
+            active,
+            stopping: false,
+        });
         self.state = TurretState::Running;
         self.send_status()
     }
 
-    fn stop(&mut self) -> Result<(), TurretError> {
-        let Some(test) = self.test.take() else {
-            return Ok(());
-        };
-        test.stop.store(true, Ordering::Relaxed);
-        for c in test.canons {
-            let _ = c.join();
+    /// Tells the canons to stop after their current iteration; [`Turret::finish_stop`] reports
+    /// `ready` once they all have. The loop goes on meanwhile: results flow, heartbeats go out.
+    fn begin_stop(&mut self) {
+        if let Some(test) = &mut self.test {
+            test.stop.store(true, Ordering::Relaxed);
+            test.stopping = true;
         }
-        self.forward_events()?;
-        if self.state == TurretState::Running {
-            self.state = TurretState::Ready;
-        }
-        self.send_status()
     }
 
-    fn forward_events(&mut self) -> Result<(), TurretError> {
-        let seq = self.ext(EXT_SEQ);
-        let batch = self.ext(EXT_BATCH);
+    /// Completes a stop whose canons have all finished. Returns true when the turret must exit.
+    fn finish_stop(&mut self) -> Result<bool, TurretError> {
+        match &self.test {
+            Some(t) if t.stopping && t.canons.iter().all(JoinHandle::is_finished) => {}
+            Some(_) => return Ok(false),
+            None if self.exit_after_stop => {}
+            None => return Ok(false),
+        }
+        if let Some(test) = self.test.take() {
+            for c in test.canons {
+                let _ = c.join();
+            }
+            // Every canon has sent its last event: forward them all before `ready`.
+            self.forward_events(usize::MAX)?;
+            if self.state == TurretState::Running {
+                self.state = TurretState::Ready;
+            }
+            self.send_status()?;
+        }
+        if self.exit_after_stop {
+            self.state = TurretState::Killed;
+            self.send_status()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Stops firing when the HQ has been silent too long: a turret whose HQ is gone must not
+    /// load the target forever. Its results wait in the socket for the HQ to come back.
+    fn watch_hq(&mut self) {
+        let Some(timeout) = self.link.hq_timeout() else {
+            return;
+        };
+        if self.test.as_ref().is_some_and(|t| !t.stopping)
+            && self.link.last_heard.elapsed() > timeout
+        {
+            eprintln!(
+                "oct turret {}: no word from the HQ for {:.1} s (hq_timeout): stopping the test; its results wait for the HQ",
+                self.config.name,
+                timeout.as_secs_f64()
+            );
+            self.begin_stop();
+        }
+    }
+
+    fn heartbeat(&mut self) -> Result<(), TurretError> {
+        let Some(every) = self.link.heartbeat_every() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < self.next_heartbeat {
+            return Ok(());
+        }
+        self.next_heartbeat = now + every;
+        self.heartbeats += 1;
+        let beat = Heartbeat {
+            heartbeat: self.heartbeats,
+            turret: self.config.name.clone(),
+            uuid: self.link.uuid().to_owned(),
+            results_sent: self.sent,
+            cannons_active: self
+                .test
+                .as_ref()
+                .map_or(0, |t| t.active.load(Ordering::Relaxed)),
+            cpu: self.cpu.sample(),
+        };
+        self.link.send(&Message::Heartbeat(beat).encode())?;
+        Ok(())
+    }
+
+    /// Sends what the canons reported, `limit` events at most.
+    fn forward_events(&mut self, limit: usize) -> Result<(), TurretError> {
+        let seq = self.link.ext(EXT_SEQ);
+        let batch = self.link.ext(EXT_BATCH);
         let mut pending: Vec<TestResult> = Vec::new();
-        while let Ok(event) = self.events.try_recv() {
+        let mut pending_bytes = 0;
+        let mut n = 0;
+        while n < limit {
+            let Ok(event) = self.events.try_recv() else {
+                break;
+            };
+            n += 1;
             match event {
                 Event::Result(mut r) => {
                     self.sent += 1;
+                    if r.error.len() > MAX_ERROR_BYTES {
+                        let mut cut = MAX_ERROR_BYTES;
+                        while !r.error.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        r.error.truncate(cut);
+                        r.error.push_str("… (cut at 64 KiB)");
+                    }
                     if seq {
                         r.seq = Some(self.sent);
-                        r.turret_uuid = Some(self.uuid.clone());
+                        r.turret_uuid = Some(self.link.uuid().to_owned());
                     }
                     if batch {
+                        pending_bytes += 160
+                            + r.error.len()
+                            + r.custom_timers
+                                .iter()
+                                .map(|(k, _)| k.len() + 28)
+                                .sum::<usize>();
                         pending.push(r);
-                        if pending.len() == BATCH_MAX {
+                        if pending.len() == BATCH_MAX || pending_bytes >= BATCH_BYTES {
                             self.send_batch(&mut pending)?;
+                            pending_bytes = 0;
                         }
                     } else {
-                        self.push.send(Message::Result(r).encode(), 0)?;
+                        self.link.send(&Message::Result(r).encode())?;
                     }
                 }
                 Event::Failed(message) => {
                     self.send_batch(&mut pending)?;
+                    pending_bytes = 0;
                     eprintln!("oct turret {}: {message}", self.config.name);
                     self.abort_message = Some(message);
                     self.state = TurretState::Aborted;
@@ -262,10 +376,13 @@ impl Turret {
         }
         // One buffer for every batch: ZeroMQ copies the frame, and a fresh 50 KB buffer each
         // time would cost page faults.
-        self.frame.clear();
-        Message::encode_batch(results, &mut self.frame);
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        Message::encode_batch(results, &mut frame);
         results.clear();
-        self.push.send(&self.frame[..], 0)?;
+        let sent = self.link.send(&frame);
+        self.frame = frame;
+        sent?;
         Ok(())
     }
 }

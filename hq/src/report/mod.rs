@@ -4,6 +4,7 @@
 
 mod scan;
 pub mod svg;
+mod turrets;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use serde_json::json;
 use crate::config::TurretEntry;
 use crate::stats::{two_decimals, Series, Summary};
 use scan::Scan;
+use turrets::TurretView;
 
 /// The stylesheet used when the project has no `templates/report.css` of its own.
 pub const DEFAULT_CSS: &str = include_str!("../../../templates/report.css");
@@ -60,16 +62,6 @@ pub struct ReportOutput {
 pub fn css_for_project(project: &Path) -> String {
     std::fs::read_to_string(project.join("templates").join("report.css"))
         .unwrap_or_else(|_| DEFAULT_CSS.to_owned())
-}
-
-struct TurretView {
-    name: String,
-    uuid: String,
-    cannons: String,
-    rampup: String,
-    script: String,
-    status: String,
-    updated_at: String,
 }
 
 struct BreakdownView {
@@ -374,40 +366,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         }
     }
 
-    let mut turrets = Vec::new();
-    if table_exists(&conn, "turret") {
-        turrets = rows(
-            &conn,
-            db,
-            "SELECT name, uuid, cannons, rampup, script, status, updated_at FROM turret ORDER BY id",
-            |r| {
-                Ok(TurretView {
-                    name: r.get(0)?,
-                    uuid: r.get(1)?,
-                    cannons: r.get::<_, i64>(2)?.to_string(),
-                    rampup: r.get::<_, i64>(3)?.to_string(),
-                    script: r.get(4)?,
-                    status: r.get(5)?,
-                    updated_at: r.get::<_, String>(6).unwrap_or_default(),
-                })
-            },
-        )?;
-    }
-    if turrets.is_empty() {
-        turrets = input
-            .config_turrets
-            .iter()
-            .map(|t| TurretView {
-                name: t.name.clone(),
-                uuid: "-".into(),
-                cannons: t.cannons.to_string(),
-                rampup: t.rampup.to_string(),
-                script: t.script.clone(),
-                status: "-".into(),
-                updated_at: "-".into(),
-            })
-            .collect();
-    }
+    let turrets = turrets::read(&conn, db, input.config_turrets)?;
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -542,10 +501,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "errors": scan.errors,
         "rejected": rejected_count,
         "lost": lost,
-        "turrets": page.turrets.iter().map(|t| json!({
-            "name": t.name, "uuid": t.uuid, "cannons": t.cannons.parse::<u64>().ok(),
-            "rampup": t.rampup.parse::<u64>().ok(), "script": t.script, "status": t.status,
-        })).collect::<Vec<_>>(),
+        "turrets": page.turrets.iter().map(|t| t.json.clone()).collect::<Vec<_>>(),
         "series": summaries.iter().map(|(name, s)| json!({
             "name": name, "count": s.count, "min": s.min, "avg": s.avg, "p50": s.p50,
             "p80": s.p80, "p90": s.p90, "p95": s.p95, "p99": s.p99, "p999": s.p999,
