@@ -3,8 +3,12 @@
 //! reference measured in the same run, the rate at which a bare ZeroMQ PULL socket merely drains
 //! the same pushers.
 //!
+//! Then the same flood in secure mode (OCT_SECRET; every frame sealed by the pushers beforehand,
+//! so only the HQ's cost is measured), and both again with results batched 64 to a frame as our
+//! turrets send them: sealed vs plain, each pair measured in the same run.
+//!
 //! `cargo bench --bench hq_flood` (or `bash bench/hq-flood.sh`). Env: PUSHERS (4), PER_PUSHER
-//! (500000).
+//! (500000), MODES (`plain,sealed,plain64,sealed64`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -28,8 +32,11 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+const SECRET: &str = "the hq_flood benchmark's shared secret";
+
 /// `--raw-pusher RC N`: push N frames to a bare PULL.
-/// `--turret-pusher PUB RC NAME N`: behave as a turret, push N frames after start.
+/// `--turret-pusher PUB RC NAME N SEALED BATCH`: behave as a turret, push N results after start,
+/// BATCH to a frame, sealed if SEALED is 1.
 fn pusher(args: &[String]) {
     let ctx = zmq::Context::new();
     let push = ctx.socket(zmq::PUSH).unwrap();
@@ -51,6 +58,12 @@ fn pusher(args: &[String]) {
         &args[3],
         args[4].parse::<usize>().unwrap(),
     );
+    let sealed = args[5] == "1";
+    let batch: usize = args[6].parse().unwrap();
+    let secret = protocol::Secret::new(SECRET.as_bytes(), "bench").unwrap();
+    let mut opener = protocol::Opener::for_turret(&secret);
+    let mut sealer: Option<protocol::Sealer> = None;
+    let mut opened = Vec::new();
     let sub = ctx.socket(zmq::SUB).unwrap();
     sub.connect(&format!("tcp://127.0.0.1:{publish}")).unwrap();
     sub.set_subscribe(b"").unwrap();
@@ -60,23 +73,75 @@ fn pusher(args: &[String]) {
             r#"{{"turret": "{name}", "status": "{s}", "uuid": "{name}-uuid", "rampup": 0, "script": "s.lua", "cannons": 1}}"#
         )
     };
-    let frames: Vec<Vec<u8>> = (0..1000).map(|i| frame(i, name)).collect();
+    let singles: Vec<Vec<u8>> = (0..1000).map(|i| frame(i, name)).collect();
+    let plain: Vec<Vec<u8>> = if batch <= 1 {
+        singles
+    } else {
+        (0..1000 / batch.min(1000))
+            .map(|b| {
+                let parts: Vec<&[u8]> = (0..batch).map(|i| &singles[(b * batch + i) % 1000][..]).collect();
+                [&b"["[..], &parts.join(&b", "[..]), b"]"].concat()
+            })
+            .collect()
+    };
+    let frames_needed = n.div_ceil(batch.max(1));
+    let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut running = false;
     loop {
-        let cmd = sub.recv_string(0).unwrap().unwrap();
+        let raw = sub.recv_bytes(0).unwrap();
+        let cmd = if sealed {
+            let at = raw.iter().position(|&b| b == b' ').unwrap();
+            let session = opener.open(&raw[..=at], &raw[at + 1..], &mut opened).unwrap();
+            if sealer.is_none() {
+                // Two senders of this pusher (each its own key and counter): one for statuses,
+                // one for the results, all sealed now so that the timed flood measures the HQ.
+                let sender = |lane: u8| {
+                    let mut id = [b'_'; 16];
+                    id[0] = lane;
+                    for (d, s) in id[1..].iter_mut().zip(name.bytes()) {
+                        *d = s;
+                    }
+                    id
+                };
+                let mut s = protocol::Sealer::to_hq(&secret, session, sender(b'r'));
+                frames = (0..frames_needed)
+                    .map(|i| {
+                        let mut out = Vec::new();
+                        s.seal(b"", &plain[i % plain.len()], &mut out);
+                        out
+                    })
+                    .collect();
+                sealer = Some(protocol::Sealer::to_hq(&secret, session, sender(b's')));
+            }
+            String::from_utf8_lossy(&opened).into_owned()
+        } else {
+            String::from_utf8(raw).unwrap()
+        };
+        let mut send = |text: String| {
+            let bytes = text.into_bytes();
+            match &mut sealer {
+                None => push.send(&bytes[..], 0).unwrap(),
+                Some(s) => {
+                    let mut out = Vec::new();
+                    s.seal(b"", &bytes, &mut out);
+                    push.send(out, 0).unwrap();
+                }
+            }
+        };
         if cmd.contains("\"status_request\"") {
-            push.send(
-                status(if running { "Running" } else { "ready" }).as_bytes(),
-                0,
-            )
-            .unwrap();
+            send(status(if running { "Running" } else { "ready" }));
         } else if cmd.contains("\"start\"") && !running {
             running = true;
-            for i in 0..n {
-                push.send(&frames[i % 1000], 0).unwrap();
+            // Status first: in secure mode the frames sealed beforehand carry later counters.
+            send(status("Running"));
+            for i in 0..frames_needed {
+                match sealer {
+                    Some(_) => push.send(&frames[i][..], 0).unwrap(),
+                    None => push.send(&plain[i % plain.len()][..], 0).unwrap(),
+                }
             }
         } else if cmd.contains("\"stop\"") {
-            push.send(status("ready").as_bytes(), 0).unwrap();
+            send(status("ready"));
             return;
         }
     }
@@ -123,7 +188,7 @@ fn count(db: &std::path::Path) -> i64 {
         .unwrap_or(0)
 }
 
-fn hq(pushers: usize, per: usize) -> (f64, String) {
+fn hq(pushers: usize, per: usize, sealed: bool, batch: usize) -> (f64, String) {
     let dir = tempfile::tempdir().unwrap();
     let turrets: Vec<serde_json::Value> = (0..pushers)
         .map(|i| serde_json::json!({"name": format!("p{i}"), "cannons": 1, "script": "s.lua"}))
@@ -143,6 +208,8 @@ fn hq(pushers: usize, per: usize) -> (f64, String) {
             out.to_str().unwrap(),
             "--no-results",
         ])
+        .env_remove("OCT_SECRET")
+        .envs(sealed.then_some(("OCT_SECRET", SECRET)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -166,6 +233,8 @@ fn hq(pushers: usize, per: usize) -> (f64, String) {
                 nums[1].clone(),
                 format!("p{i}"),
                 per.to_string(),
+                if sealed { "1" } else { "0" }.into(),
+                batch.to_string(),
             ])
         })
         .collect();
@@ -175,7 +244,7 @@ fn hq(pushers: usize, per: usize) -> (f64, String) {
         .unwrap();
     let t0 = Instant::now();
     let db = out.join("results.sqlite");
-    let want = (pushers * per) as i64;
+    let want = (pushers * per.div_ceil(batch.max(1)) * batch.max(1)) as i64;
     let deadline = t0 + Duration::from_secs(300);
     while count(&db) < want && Instant::now() < deadline {
         std::thread::park_timeout(Duration::from_millis(20));
@@ -207,14 +276,27 @@ fn main() {
     println!("hq_flood: {pushers} pusher processes × {per} results");
     let reference = reference(pushers, per);
     println!("reference (bare PULL drain): {reference:>10.0} results/s");
-    let (stored, summary) = hq(pushers, per);
-    println!(
-        "oct run (decoded, stored):   {stored:>10.0} results/s  = {:.2}× the bare drain",
-        stored / reference
-    );
-    for line in summary.lines().filter(|l| {
-        l.starts_with("transactions") || l.starts_with("lost") || l.starts_with("rejected")
-    }) {
-        println!("  {line}");
+    let modes = std::env::var("MODES").unwrap_or_else(|_| "plain,sealed,plain64,sealed64".into());
+    let mut plain_rate = std::collections::HashMap::new();
+    for mode in modes.split(',') {
+        let sealed = mode.starts_with("sealed");
+        let batch: usize = mode.trim_start_matches(|c: char| c.is_alphabetic()).parse().unwrap_or(1);
+        let (stored, summary) = hq(pushers, per, sealed, batch);
+        let versus = match plain_rate.get(&batch) {
+            Some(p) if sealed => format!(" = {:.2}× plain", stored / p),
+            _ => String::new(),
+        };
+        if !sealed {
+            plain_rate.insert(batch, stored);
+        }
+        println!(
+            "oct run {mode:<9} (decoded, stored): {stored:>10.0} results/s = {:.2}× the bare drain{versus}",
+            stored / reference
+        );
+        for line in summary.lines().filter(|l| {
+            l.starts_with("transactions") || l.starts_with("lost") || l.starts_with("rejected")
+        }) {
+            println!("  {line}");
+        }
     }
 }
