@@ -79,7 +79,9 @@ fn pusher(args: &[String]) {
     } else {
         (0..1000 / batch.min(1000))
             .map(|b| {
-                let parts: Vec<&[u8]> = (0..batch).map(|i| &singles[(b * batch + i) % 1000][..]).collect();
+                let parts: Vec<&[u8]> = (0..batch)
+                    .map(|i| &singles[(b * batch + i) % 1000][..])
+                    .collect();
                 [&b"["[..], &parts.join(&b", "[..]), b"]"].concat()
             })
             .collect()
@@ -91,7 +93,9 @@ fn pusher(args: &[String]) {
         let raw = sub.recv_bytes(0).unwrap();
         let cmd = if sealed {
             let at = raw.iter().position(|&b| b == b' ').unwrap();
-            let session = opener.open(&raw[..=at], &raw[at + 1..], &mut opened).unwrap();
+            let session = opener
+                .open(&raw[..=at], &raw[at + 1..], &mut opened)
+                .unwrap();
             if sealer.is_none() {
                 // Two senders of this pusher (each its own key and counter): one for statuses,
                 // one for the results, all sealed now so that the timed flood measures the HQ.
@@ -280,7 +284,10 @@ fn main() {
     let mut plain_rate = std::collections::HashMap::new();
     for mode in modes.split(',') {
         let sealed = mode.starts_with("sealed");
-        let batch: usize = mode.trim_start_matches(|c: char| c.is_alphabetic()).parse().unwrap_or(1);
+        let batch: usize = mode
+            .trim_start_matches(|c: char| c.is_alphabetic())
+            .parse()
+            .unwrap_or(1);
         let (stored, summary) = hq(pushers, per, sealed, batch);
         let versus = match plain_rate.get(&batch) {
             Some(p) if sealed => format!(" = {:.2}× plain", stored / p),
