@@ -69,6 +69,22 @@ fn sql_text(project: &Project, sql: &str) -> String {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// An HQ of `run_time` seconds and one turret `name` of it, running, with more than `rows`
+/// results committed. The target is returned too: it must outlive the test.
+fn one_running(run_time: f64, name: &str, rows: i64) -> (HttpServer, Project, Proc, Proc) {
+    let target = HttpServer::start();
+    let project = project(run_time, &[name], 5.0, &target);
+    let mut hq = Proc::spawn(oct_run(project.path(), &project.results_dir(), &[]));
+    let (publish, rc, _) = hq.hq_ports();
+    let turret = turret(&project, name, publish, rc);
+    hq.wait_line(T, |l| l.contains("started 1 turret(s)"));
+    let db = project.db();
+    wait_until(T, "committed results", || {
+        (count_rows(&db, "SELECT count(*) FROM result") > rows).then_some(())
+    });
+    (target, project, hq, turret)
+}
+
 #[test]
 fn a_killed_turret_is_lost_in_time_and_the_run_ends_on_time() {
     let target = HttpServer::start();
@@ -130,16 +146,8 @@ fn a_killed_turret_is_lost_in_time_and_the_run_ends_on_time() {
 
 #[test]
 fn a_turret_frozen_for_20_s_is_lost_then_recovered_with_nothing_lost() {
-    let target = HttpServer::start();
-    let project = project(28.0, &["frozen"], 5.0, &target);
-    let mut hq = Proc::spawn(oct_run(project.path(), &project.results_dir(), &[]));
-    let (publish, rc, _) = hq.hq_ports();
-    let mut frozen = turret(&project, "frozen", publish, rc);
-    hq.wait_line(T, |l| l.contains("started 1 turret(s)"));
+    let (_target, project, mut hq, mut frozen) = one_running(28.0, "frozen", 0);
     let db = project.db();
-    wait_until(T, "first results", || {
-        (count_rows(&db, "SELECT count(*) FROM result") > 0).then_some(())
-    });
     signal(&frozen, "-STOP");
     let stopped = Instant::now();
     hq.wait_line(T, |l| l.contains("turret frozen is lost"));
@@ -172,16 +180,9 @@ fn a_turret_frozen_for_20_s_is_lost_then_recovered_with_nothing_lost() {
 
 #[test]
 fn a_turret_whose_hq_was_killed_stops_firing_and_serves_the_next_hq() {
-    let target = HttpServer::start();
-    let project = project(60.0, &["orphan"], 5.0, &target);
-    let mut hq = Proc::spawn(oct_run(project.path(), &project.results_dir(), &[]));
+    let (target, project, mut hq, mut orphan) = one_running(60.0, "orphan", 50);
     let (publish, rc, _) = hq.hq_ports();
-    let mut orphan = turret(&project, "orphan", publish, rc);
-    hq.wait_line(T, |l| l.contains("started 1 turret(s)"));
     let db = project.db();
-    wait_until(T, "committed results", || {
-        (count_rows(&db, "SELECT count(*) FROM result") > 50).then_some(())
-    });
     signal(&hq, "-KILL");
     let (_, _) = hq.wait_exit(T);
     // The database opens and holds what was committed; a report can be built from it.
