@@ -2,7 +2,8 @@
 # start_nginx: nginx (Debian package) serving `ok` on a free port of 127.0.0.1, pinned to
 #   core 0; sets `work` (a temp folder, removed at exit with nginx stopped), `port`, `nginx_pid`.
 # project DIR CANONS RUN_TIME [PUBLISH_PORT RC_PORT]: an oct project of one turret, `bench`,
-#   of CANONS canons (`workers: 1`) doing one GET of that nginx per transaction.
+#   of CANONS canons (`workers: 1`) doing one GET of that nginx per transaction. EXTRA_CONFIG
+#   (e.g. `"heartbeat_interval": 5,`) goes into its config.json as written.
 
 start_nginx() {
   work=$(mktemp -d)
@@ -40,7 +41,7 @@ function run(t)
 end
 LUA
   cat >"$1/config.json" <<JSON
-{"run_time": $3, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+{"run_time": $3, ${EXTRA_CONFIG:-} "results_ts_interval": 1, "testing": false, "progress_bar": false,
  "publish_port": ${4:-0}, "rc_port": ${5:-0}, "external_publisher": 0, "drain_timeout": 30,
  "turrets": [{"name": "bench", "cannons": $2, "rampup": 0, "script": "test_scripts/get.lua", "workers": 1}]}
 JSON

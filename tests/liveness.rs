@@ -36,8 +36,13 @@ fn project(run_time: f64, turrets: &[&str], lost: f64, target: &HttpServer) -> P
 
 /// A turret process of `name` for the HQ at `publish`/`rc`.
 fn turret(project: &Project, name: &str, publish: u16, rc: u16) -> Proc {
+    turret_of(project, name, "v.lua", publish, rc)
+}
+
+/// A turret process of `name` running `script`, for the HQ at `publish`/`rc`.
+fn turret_of(project: &Project, name: &str, script: &str, publish: u16, rc: u16) -> Proc {
     let path = project.path().join(format!("{name}.json"));
-    let cfg = json!({"name": name, "cannons": 2, "rampup": 0, "script": "v.lua",
+    let cfg = json!({"name": name, "cannons": 2, "rampup": 0, "script": script,
         "hq_address": "127.0.0.1", "hq_publisher": publish, "hq_rc": rc, "workers": 1});
     std::fs::write(&path, cfg.to_string()).unwrap();
     Proc::spawn(oct(&["turret", "--config-file", path.to_str().unwrap()]))
@@ -235,4 +240,39 @@ fn a_turret_whose_hq_was_killed_stops_firing_and_serves_the_next_hq() {
     let rows = count_rows(&out2.join("results.sqlite"), "SELECT count(*) FROM result");
     assert!(rows > 0, "{text}");
     assert!(text.contains("lost: 0"), "{text}");
+}
+
+#[test]
+fn a_turret_whose_cpu_stays_high_is_flagged_and_an_idle_one_is_not() {
+    let target = HttpServer::start();
+    let project = project(5.0, &["busy", "idle"], 5.0, &target);
+    // Both canons of `busy` spin on its one worker thread: a saturated core. The warning
+    // level is lowered from 90 % so that a CI machine busy with other tests still shows it.
+    let mut c: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path().join("config.json")).unwrap())
+            .unwrap();
+    c["cpu_warning"] = json!(40);
+    project.write("config.json", &c.to_string());
+    project.write(
+        "spin.lua",
+        "function run(t) local t0 = oct.now() while oct.now() - t0 < 0.05 do end end",
+    );
+    let mut hq = Proc::spawn(oct_run(project.path(), &project.results_dir(), &[]));
+    let (publish, rc, _) = hq.hq_ports();
+    let _busy = turret_of(&project, "busy", "spin.lua", publish, rc);
+    let _idle = turret(&project, "idle", publish, rc);
+    hq.wait_line(T, |l| l.contains("turret busy: CPU above 40 %"));
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("turret idle: CPU above"), "{out}");
+    let busy = summary_turret(&project, "busy");
+    assert_eq!(busy["cpu_suspect"], true, "{busy}");
+    assert!(busy["cpu_max"].as_f64().unwrap() > 40.0, "{busy}");
+    let idle = summary_turret(&project, "idle");
+    assert_eq!(idle["cpu_suspect"], false, "{idle}");
+    let html = std::fs::read_to_string(project.results_dir().join("results.html")).unwrap();
+    assert!(
+        html.contains("— suspect (CPU saturated)"),
+        "the report flags it"
+    );
 }

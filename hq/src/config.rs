@@ -33,6 +33,8 @@ pub struct Config {
     pub hq_timeout: Duration,
     /// Ours: secure mode's secret, from `secret_file` (relative to this file) or `OCT_SECRET`.
     pub secret: Option<protocol::Secret>,
+    /// Ours: CPU use (percent) above which a turret's latencies are suspect (default 90).
+    pub cpu_warning_pct: f64,
     /// Ours: the address the HQ's sockets bind to (`*`, every interface, as OCT, by default).
     pub bind_address: Option<String>,
     /// The whole document, unknown keys included, as it was read.
@@ -197,6 +199,16 @@ impl Config {
                 ),
             ));
         }
+        let cpu_warning_pct = match raw.get("cpu_warning") {
+            None => 90.0,
+            Some(v) => match v.as_f64() {
+                Some(pct) if pct > 0.0 && pct.is_finite() => pct,
+                Some(_) => {
+                    return Err(c.invalid("cpu_warning", "must be a positive percentage".into()))
+                }
+                None => return Err(c.wrong("cpu_warning", "a percentage", v)),
+            },
+        };
         let secret = match raw.get("secret_file") {
             None => protocol::Secret::from_env().map_err(ConfigError::SecretEnv)?,
             Some(Value::String(file)) if !file.trim().is_empty() => Some(
@@ -233,6 +245,7 @@ impl Config {
             turret_timeout,
             hq_timeout,
             secret,
+            cpu_warning_pct,
             bind_address,
             raw,
         };

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 
-/// CPU use (percent of the cores a turret's canons can use) above which its latencies are
-/// suspect, and for how many heartbeats in a row it must stay there.
-pub const CPU_SUSPECT_PCT: f64 = 90.0;
+/// Heartbeats in a row whose CPU use (percent of the cores a turret's canons can use) must be
+/// above `cpu_warning` (90 by default, as Locust warns) for the turret's latencies to be suspect.
 pub const CPU_SUSPECT_BEATS: u32 = 3;
 /// Heartbeats missed before a turret is `late`.
 const LATE_AFTER_BEATS: u32 = 3;
@@ -43,10 +42,13 @@ impl fmt::Display for Liveness {
     }
 }
 
+/// What the HQ's config says of liveness.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     pub heartbeat: Duration,
     pub turret_timeout: Duration,
+    /// CPU use, in percent, above which a turret's latencies become suspect.
+    pub cpu_warning_pct: f64,
 }
 
 /// One change of liveness, with the wall-clock time it was seen.
@@ -127,6 +129,7 @@ impl Health {
         results_sent: u64,
         cannons_active: u64,
         cpu: f64,
+        t: Timings,
     ) -> (Option<Change>, bool) {
         let change = if self.liveness == Liveness::Unmonitored {
             self.last_heard = now;
@@ -138,7 +141,7 @@ impl Health {
         self.results_sent = Some(results_sent);
         self.cannons_active = cannons_active;
         self.cpu_max = self.cpu_max.max(cpu);
-        self.high_cpu_beats = if cpu > CPU_SUSPECT_PCT {
+        self.high_cpu_beats = if cpu > t.cpu_warning_pct {
             self.high_cpu_beats + 1
         } else {
             0
@@ -175,6 +178,7 @@ mod tests {
     const T: Timings = Timings {
         heartbeat: Duration::from_secs(1),
         turret_timeout: Duration::from_secs(10),
+        cpu_warning_pct: 90.0,
     };
 
     fn at(start: Instant, secs: f64) -> Instant {
@@ -187,7 +191,7 @@ mod tests {
         let mut h = Health::new(s);
         assert_eq!(h.check(at(s, 60.0), T), None, "unmonitored stays so");
         assert_eq!(h.liveness, Liveness::Unmonitored);
-        let (c, _) = h.heartbeat(at(s, 1.0), 0, 2, 10.0);
+        let (c, _) = h.heartbeat(at(s, 1.0), 0, 2, 10.0, T);
         assert_eq!(c.map(|c| c.to), Some(Liveness::Running));
         assert_eq!(h.check(at(s, 3.9), T), None);
         assert_eq!(h.check(at(s, 4.1), T).map(|c| c.to), Some(Liveness::Late));
@@ -197,7 +201,7 @@ mod tests {
         assert_eq!(h.check(at(s, 30.0), T), None);
         let back = h.heard(at(s, 31.0)).unwrap();
         assert_eq!(back.to, Liveness::Recovered);
-        assert_eq!(h.heartbeat(at(s, 32.0), 5, 2, 1.0).0, None);
+        assert_eq!(h.heartbeat(at(s, 32.0), 5, 2, 1.0, T).0, None);
         // Late again, then on time: still `recovered`, it was lost once.
         assert_eq!(h.check(at(s, 35.5), T).map(|c| c.to), Some(Liveness::Late));
         assert_eq!(
@@ -214,7 +218,7 @@ mod tests {
     fn a_late_turret_heard_again_is_running() {
         let s = Instant::now();
         let mut h = Health::new(s);
-        h.heartbeat(s, 0, 1, 1.0);
+        h.heartbeat(s, 0, 1, 1.0, T);
         assert_eq!(h.check(at(s, 3.5), T).map(|c| c.to), Some(Liveness::Late));
         assert_eq!(h.heard(at(s, 3.6)).map(|c| c.to), Some(Liveness::Running));
     }
@@ -226,7 +230,7 @@ mod tests {
         let hot: Vec<bool> = [95.0, 99.0, 50.0, 91.0, 92.0, 97.0, 99.0]
             .into_iter()
             .enumerate()
-            .map(|(i, cpu)| h.heartbeat(at(s, i as f64), 0, 1, cpu).1)
+            .map(|(i, cpu)| h.heartbeat(at(s, i as f64), 0, 1, cpu, T).1)
             .collect();
         assert_eq!(hot, [false, false, false, false, false, true, false]);
         assert!(h.cpu_suspect);

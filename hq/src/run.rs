@@ -129,7 +129,6 @@ struct Hq<'a> {
     timings: Timings,
     /// Secure mode: opens what turrets send to this HQ's session.
     opener: Option<Opener>,
-    opened: Vec<u8>,
     /// When the frame being handled arrived (one clock read per frame, not per result).
     now: Instant,
 }
@@ -217,9 +216,9 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         timings: Timings {
             heartbeat: c.heartbeat_interval,
             turret_timeout: c.turret_timeout,
+            cpu_warning_pct: c.cpu_warning_pct,
         },
         opener: c.secret.as_ref().map(|s| Opener::for_hq(s, session)),
-        opened: Vec::new(),
         now: Instant::now(),
     };
     hq.writer.send(Op::Meta(
@@ -438,7 +437,7 @@ impl Hq<'_> {
                         }
                         self.reject(&frame, DecodeError::Multipart(parts));
                     } else {
-                        self.on_frame(&frame)?;
+                        self.on_frame(&mut frame)?;
                     }
                     if self.batch.len() >= BATCH_ROWS {
                         self.flush()?;
@@ -480,21 +479,24 @@ impl Hq<'_> {
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
+    fn on_frame(&mut self, frame: &mut [u8]) -> Result<(), RunError> {
         self.now = Instant::now();
         let Some(opener) = &mut self.opener else {
             return self.on_plain_frame(frame);
         };
-        let mut opened = std::mem::take(&mut self.opened);
-        let outcome = match opener.open(b"", frame, &mut opened) {
-            Ok(_) => self.on_plain_frame(&opened),
+        match opener.open_in_place(b"", frame) {
+            Ok((_, plain)) => self.on_plain_frame(&frame[plain]),
             Err(e) => {
-                self.reject(frame, e);
+                // Opening overwrote what follows a sealed frame's header: the sample is the
+                // header then (an unsealed frame is untouched).
+                let shown = match e {
+                    DecodeError::Unsealed => frame.len(),
+                    _ => frame.len().min(protocol::SEAL_OVERHEAD - 16),
+                };
+                self.reject(&frame[..shown], e);
                 Ok(())
             }
-        };
-        self.opened = opened;
-        outcome
+        }
     }
 
     fn on_plain_frame(&mut self, frame: &[u8]) -> Result<(), RunError> {
@@ -614,10 +616,13 @@ impl Hq<'_> {
         let Some(i) = self.turrets.iter().position(|t| t.status.uuid == h.uuid) else {
             return;
         };
-        let (change, suspect) =
-            self.turrets[i]
-                .health
-                .heartbeat(self.now, h.results_sent, h.cannons_active, h.cpu);
+        let (change, suspect) = self.turrets[i].health.heartbeat(
+            self.now,
+            h.results_sent,
+            h.cannons_active,
+            h.cpu,
+            self.timings,
+        );
         if let Some(change) = change {
             self.liveness_changed(i, change.to, change.silent_secs);
         }
@@ -625,7 +630,7 @@ impl Hq<'_> {
             self.console.warn(&format!(
                 "turret {}: CPU above {} % for {} heartbeats in a row ({:.0} %): its latencies are suspect",
                 h.turret,
-                crate::liveness::CPU_SUSPECT_PCT,
+                self.timings.cpu_warning_pct,
                 crate::liveness::CPU_SUSPECT_BEATS,
                 h.cpu
             ));

@@ -259,6 +259,22 @@ impl Opener {
         frame: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Session, DecodeError> {
+        out.clear();
+        out.extend_from_slice(frame);
+        let (session, plain) = self.open_in_place(prefix, out)?;
+        out.copy_within(plain.clone(), 0);
+        out.truncate(plain.len());
+        Ok(session)
+    }
+
+    /// Opens `frame` where it lies (the HQ's receive path: no copy): returns the session it was
+    /// sealed for and where in `frame` the plaintext now is. On an error `frame` may have been
+    /// overwritten.
+    pub fn open_in_place(
+        &mut self,
+        prefix: &[u8],
+        frame: &mut [u8],
+    ) -> Result<(Session, std::ops::Range<usize>), DecodeError> {
         if !frame.starts_with(MAGIC) {
             return Err(DecodeError::Unsealed);
         }
@@ -288,16 +304,19 @@ impl Opener {
                     .key
             }
         };
-        let mut aad = Vec::with_capacity(prefix.len() + HEADER_LEN);
-        aad.extend_from_slice(prefix);
-        aad.extend_from_slice(&frame[..HEADER_LEN]);
-        out.clear();
-        out.extend_from_slice(&frame[HEADER_LEN..]);
+        // The AAD is the prefix and the header: no allocation when there is no prefix (the HQ).
+        let (header, body) = frame.split_at_mut(HEADER_LEN);
+        let joined;
+        let aad: &[u8] = if prefix.is_empty() {
+            header
+        } else {
+            joined = [prefix, &header[..]].concat();
+            &joined
+        };
         let len = key
-            .open_in_place(nonce(counter), Aad::from(&aad), out)
+            .open_in_place(nonce(counter), Aad::from(aad), body)
             .map_err(|_| DecodeError::Tampered)?
             .len();
-        out.truncate(len);
         match new_peer {
             Some(mut peer) => {
                 if self.peers.len() >= MAX_PEERS {
@@ -314,7 +333,7 @@ impl Opener {
                 peer.last_counter = counter;
             }
         }
-        Ok(Session(session))
+        Ok((Session(session), HEADER_LEN..HEADER_LEN + len))
     }
 }
 

@@ -160,7 +160,7 @@ fn view(
             "{:.0} %{}",
             h.cpu_max,
             if h.cpu_suspect {
-                " — suspect: above 90 %"
+                " — suspect (CPU saturated)"
             } else {
                 ""
             }
