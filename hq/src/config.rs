@@ -45,7 +45,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurretEntry {
     pub name: String,
+    /// The canons it starts: the most its shape asks for.
     pub cannons: u64,
+    /// Its load shape (`cannons`/`canons`, `stages`, cycles) and `iterations`.
+    pub plan: protocol::Plan,
     pub rampup: u64,
     pub script: String,
     pub extra_files: Vec<String>,
@@ -59,6 +62,10 @@ impl TurretEntry {
     pub fn turret_config(&self, config: &Config, publish_port: u16, rc_port: u16) -> Value {
         let mut out = self.raw.clone();
         out.remove("extra_files");
+        // Cycles timed by the HQ's run_time: the turret, which does not know it, gets the step.
+        if let protocol::Shape::Cycles { cycle_secs, .. } = self.plan.shape {
+            out.entry("cycle_time").or_insert_with(|| cycle_secs.into());
+        }
         out.insert("hq_address".into(), config.hq_address.clone().into());
         out.insert("hq_publisher".into(), publish_port.into());
         out.insert("hq_rc".into(), rc_port.into());
@@ -121,7 +128,10 @@ impl Config {
         let Value::Object(raw) = doc else {
             return Err(c.wrong("(top level)", "an object", &doc));
         };
-        let run_time = c.positive_secs(&raw, "run_time")?;
+        let given_run_time = match raw.get("run_time") {
+            None => None,
+            Some(_) => Some(c.positive_secs(&raw, "run_time")?),
+        };
         let interval = c.required(&raw, "results_ts_interval")?;
         let results_ts_interval_secs = c.int_min(interval, "results_ts_interval", 1)?;
         let testing = c.bool(c.required(&raw, "testing")?, "testing")?;
@@ -138,9 +148,9 @@ impl Config {
                 Value::String(file) => {
                     let file_path = base.join(file);
                     let doc = read_json(&file_path)?;
-                    Checker { path: &file_path }.turret(&doc, "(top level)")?
+                    Checker { path: &file_path }.turret(&doc, "(top level)", given_run_time)?
                 }
-                other => c.turret(other, &key)?,
+                other => c.turret(other, &key, given_run_time)?,
             };
             if turrets.iter().any(|t| t.name == turret.name) {
                 return Err(c.invalid(
@@ -153,6 +163,19 @@ impl Config {
             }
             turrets.push(turret);
         }
+        // Without `run_time`, a test lasts as long as its longest shape.
+        let run_time = match given_run_time {
+            Some(d) => d,
+            None => turrets
+                .iter()
+                .filter_map(|t| t.plan.shape.duration_secs())
+                .reduce(f64::max)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| ConfigError::Missing {
+                    path: path.to_owned(),
+                    key: "run_time".into(),
+                })?,
+        };
         let min_turrets = match raw.get("min_turrets") {
             Some(v) => c.int_min(v, "min_turrets", 1)? as usize,
             None => 1,
@@ -369,7 +392,14 @@ impl Checker<'_> {
         }
     }
 
-    fn turret(&self, v: &Value, key: &str) -> Result<TurretEntry, ConfigError> {
+    /// A turret entry; `run_time` (when the config gives one) times cycles that have no
+    /// `cycle_time` of their own.
+    fn turret(
+        &self,
+        v: &Value,
+        key: &str,
+        run_time: Option<Duration>,
+    ) -> Result<TurretEntry, ConfigError> {
         let Value::Object(obj) = v else {
             return Err(self.wrong(key, "an object or the path of a JSON file", v));
         };
@@ -391,15 +421,23 @@ impl Checker<'_> {
         };
         let name = string("name")?;
         let script = string("script")?;
-        let cannons = match obj.get("cannons") {
-            Some(v) => self.int_min(v, &sub("cannons"), 1)?,
-            None => {
-                return Err(ConfigError::Missing {
-                    path: self.path.to_owned(),
-                    key: sub("cannons"),
-                })
-            }
-        };
+        if !["cannons", "canons", "stages"]
+            .iter()
+            .any(|k| obj.contains_key(*k))
+        {
+            return Err(ConfigError::Missing {
+                path: self.path.to_owned(),
+                key: sub("cannons"),
+            });
+        }
+        let prefix = if key == "(top level)" { "" } else { key };
+        let plan = protocol::Plan::from_entry(obj, prefix, run_time.map(|d| d.as_secs_f64()))
+            .map_err(|e| ConfigError::Invalid {
+                path: self.path.to_owned(),
+                key: e.key,
+                why: e.why,
+            })?;
+        let cannons = plan.shape.pool();
         let rampup = match obj.get("rampup") {
             Some(v) => self.int_min(v, &sub("rampup"), 0)?,
             None => 0,
@@ -419,6 +457,7 @@ impl Checker<'_> {
         Ok(TurretEntry {
             name,
             cannons,
+            plan,
             rampup,
             script,
             extra_files,
@@ -502,7 +541,7 @@ mod tests {
             ),
             (
                 Box::new(|v| v["turrets"][0]["cannons"] = json!(0)),
-                "p/config.json: `turrets[0].cannons` must be at least 1, got 0",
+                "p/config.json: `turrets[0].cannons` must be a whole number ≥ 1, got 0",
             ),
             (
                 Box::new(|v| {

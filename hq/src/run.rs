@@ -105,6 +105,8 @@ struct Turret {
     health: Health,
     /// When a start or stop was last sent to this turret alone.
     nudged: Option<Instant>,
+    /// Its `ready` said the test ended by itself (every canon ran its iterations).
+    done: bool,
 }
 
 /// A turret is sent a start or stop of its own at most this often.
@@ -263,6 +265,11 @@ impl Hq<'_> {
                     .warn("every turret has aborted or was killed: stopping the test early");
                 break;
             }
+            if self.all_done() {
+                self.console
+                    .info("every turret has run its iterations: ending the test early");
+                break;
+            }
         }
         if self.opts.shutdown.presses() >= 2 {
             return Ok(());
@@ -305,6 +312,19 @@ impl Hq<'_> {
         started.peek().is_some()
             && started
                 .all(|t| matches!(t.status.status, TurretState::Aborted | TurretState::Killed))
+    }
+
+    /// Whether every started turret is done with its iterations (or out of the test), one at
+    /// least done: `run_time` is then only a cap.
+    fn all_done(&self) -> bool {
+        let mut started = self.turrets.iter().filter(|t| t.started).peekable();
+        started.peek().is_some()
+            && self.turrets.iter().any(|t| t.done)
+            && started.all(|t| {
+                t.done
+                    || t.health.is_lost()
+                    || matches!(t.status.status, TurretState::Aborted | TurretState::Killed)
+            })
     }
 
     /// Whether the drain is over: a lost turret is not waited for.
@@ -626,6 +646,15 @@ impl Hq<'_> {
         if let Some(change) = change {
             self.liveness_changed(i, change.to, change.silent_secs);
         }
+        if self.phase != Phase::Waiting {
+            let _ = self.writer.send(Op::Canons {
+                uuid: h.uuid.clone(),
+                name: h.turret.clone(),
+                epoch: chrono::Utc::now().timestamp_micros() as f64 / 1e6,
+                active: h.cannons_active,
+                target: h.cannons_target,
+            });
+        }
         if suspect {
             self.console.warn(&format!(
                 "turret {}: CPU above {} % for {} heartbeats in a row ({:.0} %): its latencies are suspect",
@@ -662,6 +691,7 @@ impl Hq<'_> {
                     received: 0,
                     health: Health::new(self.now),
                     nudged: None,
+                    done: false,
                 });
                 let i = self.turrets.len() - 1;
                 if phase == Phase::Running && s.status == TurretState::Ready {
@@ -683,6 +713,7 @@ impl Hq<'_> {
             && monitored
             && was == TurretState::Running
             && s.status == TurretState::Ready
+            && s.done != Some(true)
         {
             // It stopped by itself (its HQ was silent too long) and is back: re-admit it.
             self.console.info(&format!(
@@ -695,6 +726,13 @@ impl Hq<'_> {
         {
             // It may have missed the stop (it was away when it went out).
             self.nudge(idx, &Command::Stop)?;
+        }
+        let t = &mut self.turrets[idx];
+        if s.status == TurretState::Ready && s.done == Some(true) && !t.done {
+            t.done = true;
+            let name = s.turret.clone();
+            self.console
+                .info(&format!("turret {name} has run its iterations"));
         }
         let t = &mut self.turrets[idx];
         let changed = t.status.status != s.status;

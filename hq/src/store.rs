@@ -17,6 +17,7 @@ CREATE TABLE "turret" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, 
 const OUR_SCHEMA: &str = r#"CREATE TABLE oct_run (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE oct_rejected (kind TEXT NOT NULL PRIMARY KEY, count INTEGER NOT NULL, first_error TEXT NOT NULL, samples TEXT NOT NULL);
 CREATE TABLE oct_turret_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
+CREATE TABLE oct_canons (uuid TEXT NOT NULL, name TEXT NOT NULL, epoch REAL NOT NULL, active INTEGER NOT NULL, target INTEGER);
 CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
@@ -61,6 +62,14 @@ pub enum Op {
         name: String,
         received: u64,
         sent: Option<u64>,
+    },
+    /// One heartbeat's canons, active and wanted by the shape (`oct_canons`).
+    Canons {
+        uuid: String,
+        name: String,
+        epoch: f64,
+        active: u64,
+        target: Option<u64>,
     },
     /// A turret's liveness and CPU flag at the end of the run (`oct_turret_health`).
     TurretHealth(crate::summary::TurretSummary),
@@ -158,6 +167,18 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                     tx.execute(
                         "INSERT OR REPLACE INTO oct_turret_count (uuid, name, received, sent) VALUES (?1, ?2, ?3, ?4)",
                         params![uuid, name, received, sent],
+                    )?;
+                }
+                Op::Canons {
+                    uuid,
+                    name,
+                    epoch,
+                    active,
+                    target,
+                } => {
+                    tx.execute(
+                        "INSERT INTO oct_canons (uuid, name, epoch, active, target) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![uuid, name, epoch, active, target],
                     )?;
                 }
                 Op::TurretHealth(t) => {

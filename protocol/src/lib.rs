@@ -19,6 +19,10 @@
 //! with HKDF keys per direction, session and sender and counter nonces, and tells unsealed,
 //! tampered, replayed and stale frames apart. It knows bytes, not messages.
 //!
+//! `shape` owns the load shape a turret entry states (constant `cannons` and `rampup`, `stages`,
+//! cycles `"10:20:30"`, `iterations`), parsed the same by the HQ, which checks it and times the
+//! run by it, and by the turret, which runs it.
+//!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
@@ -27,12 +31,14 @@ mod light;
 mod message;
 mod pyjson;
 mod seal;
+mod shape;
 
 pub use command::{Announce, Command, CommandFrame};
 pub use message::{
     split_batch, DecodeError, Heartbeat, Message, Status, TestResult, Timers, TurretState,
 };
 pub use seal::{Opener, Sealer, Secret, SecretError, Session, SEAL_OVERHEAD};
+pub use shape::{Plan, Shape, ShapeError, Stage};
 
 /// The version of our extensions to the OCT protocol, announced by the HQ in `status_request`.
 ///

@@ -72,6 +72,10 @@ pub struct Status {
     /// Extension ([`crate::EXT_SEQ`]): how many results the turret sent in the last test.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub results_sent: Option<u64>,
+    /// Extension ([`crate::EXT_SEQ`]): on a `ready`, the test ended by itself (every canon ran
+    /// its `iterations`), not by a stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<bool>,
 }
 
 /// One transaction's result.
@@ -128,6 +132,9 @@ pub struct Heartbeat {
     pub results_sent: u64,
     /// Canons in their loop now.
     pub cannons_active: u64,
+    /// Canons the turret's shape asks for now (absent from turrets that do not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cannons_target: Option<u64>,
     /// The turret process's CPU use over the last interval, in percent of the cores its canons
     /// can use.
     pub cpu: f64,
@@ -235,6 +242,7 @@ const STATUS_KEYS: &[&str] = &[
     "canons",
     "message",
     "results_sent",
+    "done",
 ];
 const RESULT_KEYS: &[&str] = &[
     "elapsed",
@@ -253,6 +261,7 @@ const HEARTBEAT_KEYS: &[&str] = &[
     "uuid",
     "results_sent",
     "cannons_active",
+    "cannons_target",
     "cpu",
 ];
 
@@ -327,6 +336,11 @@ impl<'a> Fields<'a, '_> {
             cannons,
             message: self.opt_string("message")?,
             results_sent: self.opt_int("results_sent")?,
+            done: match self.get("done") {
+                None | Some(Light::Null) => None,
+                Some(Light::Bool(b)) => Some(*b),
+                Some(other) => return Err(DecodeError::wrong_type("done", "true or false", other)),
+            },
         })
     }
 
@@ -338,6 +352,7 @@ impl<'a> Fields<'a, '_> {
             uuid: self.string("uuid")?,
             results_sent: self.int("results_sent")?,
             cannons_active: self.int("cannons_active")?,
+            cannons_target: self.opt_int("cannons_target")?,
             cpu: self.num("cpu")?,
         })
     }
@@ -512,6 +527,7 @@ mod tests {
             cannons: 2,
             message: None,
             results_sent: None,
+            done: None,
         }
     }
 
@@ -616,6 +632,7 @@ mod tests {
             uuid: "u".into(),
             results_sent: 120,
             cannons_active: 2,
+            cannons_target: None,
             cpu: 12.5,
         };
         let frame = r#"{"heartbeat": 3, "turret": "nav", "uuid": "u", "results_sent": 120, "cannons_active": 2, "cpu": 12.5}"#;

@@ -1,5 +1,8 @@
 //! Canons: virtual users. Each loops `setup()`, a timed `run(t)` and `tear_down()` until told to
-//! stop, sending one result per iteration to its turret. A few worker threads, each a
+//! stop, sending one result per iteration to its turret. With a shape (stages, cycles) canon `i`
+//! runs only while the turret's target is above `i`: taken away, it finishes its iteration and
+//! waits to be wanted again (with a fresh script instance); with `iterations`, it is done after
+//! that many. A few worker threads, each a
 //! current-thread tokio runtime, host all the canons of a test as local tasks: a canon waiting
 //! on the network costs a parked future, not an OS thread, and Lua states stay on one thread.
 
@@ -37,6 +40,10 @@ pub struct Shared {
     pub events: Sender<Event>,
     /// Canons in their loop now (the heartbeat reports it).
     pub active: Arc<AtomicU64>,
+    /// Canons the shape wants now: canon `i` runs while `i < target` (`u64::MAX`: all).
+    pub target: Arc<AtomicU64>,
+    /// Iterations each canon runs before it is done.
+    pub iterations: Option<u64>,
 }
 
 /// Starts `workers` threads hosting `canons` (dealt round-robin). Each thread ends when all of
@@ -116,14 +123,29 @@ fn epoch_now() -> f64 {
 struct Sink {
     shared: Shared,
     turret: String,
+    index: u64,
+    /// Iterations this canon has run, across the script instances it had.
+    done: Rc<std::cell::Cell<u64>>,
+}
+
+impl Sink {
+    fn wanted(&self) -> bool {
+        self.index < self.shared.target.load(Ordering::Relaxed)
+    }
+
+    fn finished(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+            || self.shared.iterations.is_some_and(|n| self.done.get() >= n)
+    }
 }
 
 impl engine::Canon for Sink {
     fn keep_going(&self) -> bool {
-        !self.shared.stop.load(Ordering::Relaxed)
+        !self.finished() && self.wanted()
     }
 
     fn report(&self, it: Iteration) {
+        self.done.set(self.done.get() + 1);
         let _ = self.shared.events.send(Event::Result(TestResult {
             elapsed: self.shared.started.elapsed().as_secs_f64(),
             epoch: epoch_now(),
@@ -148,27 +170,44 @@ impl Canon {
             let slice = tokio::time::Instant::now() + Duration::from_millis(20);
             tokio::time::sleep_until(begin.min(slice)).await;
         }
-        let script = match shared.engine.load(&self.info) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = shared.events.send(Event::Failed(e.0));
-                return;
-            }
-        };
-        // Let the canons beside this one load too before anyone starts timing: a transaction
-        // must not include the time its neighbours spent loading their scripts.
-        tokio::task::yield_now().await;
         let events = shared.events.clone();
         let active = Arc::clone(&shared.active);
         let sink = Rc::new(Sink {
             shared,
             turret: self.info.turret.clone(),
+            index: self.info.index,
+            done: Rc::default(),
         });
-        active.fetch_add(1, Ordering::Relaxed);
-        let outcome = script.run_loop(sink).await;
-        active.fetch_sub(1, Ordering::Relaxed);
-        if let Err(e) = outcome {
-            let _ = events.send(Event::Failed(format!("canon {}: {}", self.info.index, e.0)));
+        loop {
+            // Wait until the shape wants this canon.
+            while !sink.wanted() {
+                if sink.finished() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if sink.finished() {
+                return;
+            }
+            let script = match sink.shared.engine.load(&self.info) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = events.send(Event::Failed(e.0));
+                    return;
+                }
+            };
+            // Let the canons beside this one load too before anyone starts timing: a
+            // transaction must not include the time its neighbours spent loading their scripts.
+            tokio::task::yield_now().await;
+            active.fetch_add(1, Ordering::Relaxed);
+            let outcome = script
+                .run_loop(Rc::clone(&sink) as Rc<dyn engine::Canon>)
+                .await;
+            active.fetch_sub(1, Ordering::Relaxed);
+            if let Err(e) = outcome {
+                let _ = events.send(Event::Failed(format!("canon {}: {}", self.info.index, e.0)));
+                return;
+            }
         }
     }
 }
@@ -210,6 +249,8 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             events: tx,
             active: Arc::new(AtomicU64::new(0)),
+            target: Arc::new(AtomicU64::new(u64::MAX)),
+            iterations: None,
         };
         let canon = |index| Canon {
             info: CanonInfo {

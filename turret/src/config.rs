@@ -8,7 +8,10 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
+    /// The canons started: the most the shape asks for.
     pub cannons: u64,
+    /// Its load shape and iterations (`cannons`/`canons`, `rampup`, `stages`, cycles).
+    pub plan: protocol::Plan,
     pub rampup_secs: u64,
     /// As written in the config (what the status message reports).
     pub script: String,
@@ -49,6 +52,11 @@ pub enum ConfigError {
     },
     #[error("{path}: script {script} not found")]
     NoScript { path: PathBuf, script: PathBuf },
+    #[error("{path}: {source}")]
+    Shape {
+        path: PathBuf,
+        source: protocol::ShapeError,
+    },
     #[error("{path}: `secret_file`: {source}")]
     Secret {
         path: PathBuf,
@@ -109,6 +117,11 @@ impl Config {
                 script: script_path,
             });
         }
+        let plan =
+            protocol::Plan::from_entry(&raw, "", None).map_err(|source| ConfigError::Shape {
+                path: path.to_owned(),
+                source,
+            })?;
         let secret_error = |source| ConfigError::Secret {
             path: path.to_owned(),
             source,
@@ -122,7 +135,8 @@ impl Config {
         };
         Ok(Config {
             name: string("name")?,
-            cannons: int("cannons", 1)?,
+            cannons: plan.shape.pool(),
+            plan,
             rampup_secs: match raw.get("rampup") {
                 None => 0,
                 Some(_) => int("rampup", 0)?,

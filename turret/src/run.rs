@@ -38,9 +38,12 @@ const BATCH_BYTES: usize = 512 << 10;
 const MAX_ERROR_BYTES: usize = 64 << 10;
 
 struct Test {
+    started: Instant,
     stop: Arc<AtomicBool>,
     canons: Vec<JoinHandle<()>>,
     active: Arc<AtomicU64>,
+    /// What the shape asks for now (`u64::MAX` for OCT's constant shape).
+    target: Arc<AtomicU64>,
     /// `stop` was asked for: the canons are finishing their iterations.
     stopping: bool,
 }
@@ -58,8 +61,12 @@ struct Turret {
     events: Receiver<Event>,
     sent: u64,
     abort_message: Option<String>,
+    /// The last test ended by itself (every canon ran its iterations).
+    done: bool,
     heartbeats: u64,
     next_heartbeat: Instant,
+    /// When the main loop last looked at the HQ's silence.
+    last_pass: Instant,
     cpu: CpuMeter,
     /// The last batch frame's buffer, reused.
     frame: Vec<u8>,
@@ -90,8 +97,10 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         events,
         sent: 0,
         abort_message: None,
+        done: false,
         heartbeats: 0,
         next_heartbeat: Instant::now(),
+        last_pass: Instant::now(),
         frame: Vec::new(),
     };
     // Load the script once now, so a broken script is reported before any test.
@@ -146,6 +155,7 @@ impl Turret {
             },
             results_sent: (ext && self.state == TurretState::Ready && self.sent > 0)
                 .then_some(self.sent),
+            done: (ext && self.state == TurretState::Ready && self.done).then_some(true),
         };
         self.link.send(&Message::Status(status).encode())?;
         Ok(())
@@ -160,6 +170,7 @@ impl Turret {
                 self.on_command(heard.command)?;
             }
             self.forward_events(EVENTS_PER_PASS)?;
+            self.follow_shape();
             self.watch_hq();
             if self.finish_stop()? {
                 return Ok(());
@@ -201,6 +212,7 @@ impl Turret {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicU64::new(0));
+        let target = Arc::new(AtomicU64::new(u64::MAX));
         let n = self.config.cannons;
         let step = Duration::from_secs(self.config.rampup_secs).div_f64(n as f64);
         let canons: Vec<Canon> = (0..n)
@@ -215,6 +227,8 @@ impl Turret {
             stop: Arc::clone(&stop),
             events: self.events_tx.clone(),
             active: Arc::clone(&active),
+            target: Arc::clone(&target),
+            iterations: self.config.plan.iterations,
         };
         let canons = canon::spawn_workers(canons, self.config.workers, &shared)
             .map_err(|e| TurretError::Script(format!("starting canon threads: {e}")))?;
@@ -224,12 +238,16 @@ impl Turret {
             self.sent = 0;
         }
         self.abort_message = None;
+        self.done = false;
         self.test = Some(Test {
+            started,
             stop,
             canons,
             active,
+            target,
             stopping: false,
         });
+        self.follow_shape();
         self.state = TurretState::Running;
         self.send_status()
     }
@@ -243,10 +261,30 @@ impl Turret {
         }
     }
 
-    /// Completes a stop whose canons have all finished. Returns true when the turret must exit.
+    /// Sets the canons the shape asks for now (stages, cycles; a constant shape asks for all).
+    fn follow_shape(&mut self) {
+        let Some(test) = &self.test else { return };
+        let shape = &self.config.plan.shape;
+        if !matches!(shape, protocol::Shape::Constant { .. }) && !test.stopping {
+            let now = shape.target_at(test.started.elapsed().as_secs_f64());
+            test.target.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes a test whose canons have all finished: after a stop, or by themselves when
+    /// each has run its `iterations` (then the `ready` says `done`). Returns true when the
+    /// turret must exit.
     fn finish_stop(&mut self) -> Result<bool, TurretError> {
         match &self.test {
-            Some(t) if t.stopping && t.canons.iter().all(JoinHandle::is_finished) => {}
+            Some(t) if t.canons.iter().all(JoinHandle::is_finished) => {
+                if !t.stopping && self.config.plan.iterations.is_some() {
+                    self.done = true;
+                    eprintln!(
+                        "oct turret {}: every canon has run its iterations: done",
+                        self.config.name
+                    );
+                }
+            }
             Some(_) => return Ok(false),
             None if self.exit_after_stop => {}
             None => return Ok(false),
@@ -273,6 +311,14 @@ impl Turret {
     /// Stops firing when the HQ has been silent too long: a turret whose HQ is gone must not
     /// load the target forever. Its results wait in the socket for the HQ to come back.
     fn watch_hq(&mut self) {
+        // Time this loop did not run (the process was stopped, or starved of CPU) was not
+        // silence of the HQ: its frames may be waiting unread.
+        let now = Instant::now();
+        let gap = now.duration_since(self.last_pass);
+        self.last_pass = now;
+        if gap > Duration::from_millis(500) {
+            self.link.last_heard += gap;
+        }
         let Some(timeout) = self.link.hq_timeout() else {
             return;
         };
@@ -307,6 +353,10 @@ impl Turret {
                 .test
                 .as_ref()
                 .map_or(0, |t| t.active.load(Ordering::Relaxed)),
+            cannons_target: self
+                .test
+                .as_ref()
+                .map(|t| t.target.load(Ordering::Relaxed).min(self.config.cannons)),
             cpu: self.cpu.sample(),
         };
         self.link.send(&Message::Heartbeat(beat).encode())?;

@@ -1,0 +1,143 @@
+//! Load shapes (issue: load shapes, open model, test data): stages, Loads' cycles and
+//! iterations per canon, run by real turrets against a real HTTP target, with the active canons
+//! each heartbeat reported (our `oct_canons` table) compared to what the shape asked for.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::*;
+
+/// A project of one `--local` turret `shaped` with `entry`'s shape keys, hitting `target`.
+fn project(run_time: Option<f64>, entry: Value, target: &HttpServer) -> Project {
+    let mut turret = json!({"name": "shaped", "rampup": 0, "script": "v.lua"});
+    for (k, v) in entry.as_object().unwrap() {
+        turret[k] = v.clone();
+    }
+    let mut c = config(run_time.unwrap_or(1.0), 1, json!([turret]));
+    if run_time.is_none() {
+        c.as_object_mut().unwrap().remove("run_time");
+    }
+    c["heartbeat_interval"] = json!(0.2);
+    let p = Project::new(c);
+    p.write(
+        "v.lua",
+        &format!(
+            "function run(t) http.get('http://127.0.0.1:{}/') oct.sleep(0.02) end",
+            target.port
+        ),
+    );
+    p
+}
+
+/// (seconds since the first sample, active, target) of every heartbeat stored.
+fn samples(project: &Project) -> Vec<(f64, i64, i64)> {
+    let conn = rusqlite::Connection::open(project.db()).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT epoch, active, target FROM oct_canons WHERE target IS NOT NULL ORDER BY epoch",
+        )
+        .unwrap();
+    let rows: Vec<(f64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let t0 = rows.first().map_or(0.0, |r| r.0);
+    rows.into_iter().map(|(e, a, t)| (e - t0, a, t)).collect()
+}
+
+fn run_local(project: &Project) -> String {
+    let (status, out) = project.run_local();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("lost: 0"), "{out}");
+    out
+}
+
+#[test]
+fn stages_0_20_0_over_6_s_are_followed_within_one_canon_and_every_result_is_stored() {
+    let target = HttpServer::start();
+    let project = project(
+        None,
+        json!({"stages": [{"duration": 3, "target": 20}, {"duration": 3, "target": 0}]}),
+        &target,
+    );
+    let started = Instant::now();
+    let out = run_local(&project);
+    // run_time is the sum of the durations.
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    assert!(out.contains("for 6s"), "{out}");
+    let s = samples(&project);
+    assert!(s.len() >= 20, "{} heartbeats stored", s.len());
+    for (at, active, want) in &s {
+        assert!(
+            (active - want).abs() <= 1,
+            "at {at:.1} s: {active} canons active, the shape wants {want}\n{s:?}"
+        );
+    }
+    let peak = s.iter().map(|x| x.1).max().unwrap();
+    assert!(peak >= 19, "peak {peak}: {s:?}");
+    assert!(
+        s.iter().any(|x| x.0 > 2.0 && x.0 < 4.0 && x.1 >= 15),
+        "the middle is near 20: {s:?}"
+    );
+    // Every transaction the target served is a stored result: nothing cut mid-way.
+    let rows = count_rows(&project.db(), "SELECT count(*) FROM result") as u64;
+    assert_eq!(rows, target.count(), "{out}");
+}
+
+#[test]
+fn loads_cycles_step_through_their_counts() {
+    let target = HttpServer::start();
+    let project = project(Some(3.0), json!({"canons": "2:5"}), &target);
+    run_local(&project);
+    let s = samples(&project);
+    let early: Vec<i64> = s.iter().filter(|x| x.0 < 1.2).map(|x| x.2).collect();
+    let late: Vec<i64> = s.iter().filter(|x| x.0 > 1.8).map(|x| x.2).collect();
+    assert!(early.iter().all(|t| *t == 2) && !early.is_empty(), "{s:?}");
+    assert!(late.iter().all(|t| *t == 5) && !late.is_empty(), "{s:?}");
+    assert!(s.iter().any(|x| x.1 == 5), "five canons ran: {s:?}");
+}
+
+#[test]
+fn iterations_per_canon_end_the_test_early_with_exact_counts() {
+    let target = HttpServer::start();
+    let project = project(Some(60.0), json!({"cannons": 3, "iterations": 7}), &target);
+    let started = Instant::now();
+    let out = run_local(&project);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "run_time is a cap, not a wait: {out}"
+    );
+    assert!(out.contains("every turret has run its iterations"), "{out}");
+    assert_eq!(count_rows(&project.db(), "SELECT count(*) FROM result"), 21);
+    assert_eq!(target.count(), 21);
+}
+
+#[test]
+fn bad_shapes_are_one_line_errors_and_nothing_starts() {
+    let target = HttpServer::start();
+    let cases = [
+        (
+            json!({"cannons": "10::20"}),
+            "`turrets[0].cannons` \"10::20\" must be canon counts ≥ 1 separated by `:`",
+        ),
+        (
+            json!({"stages": [{"duration": -1, "target": 3}]}),
+            "`turrets[0].stages[0].duration` must be a positive number of seconds, got -1",
+        ),
+        (
+            json!({"cannons": 2, "canons": 2}),
+            "`turrets[0].canons` and `cannons` are both given",
+        ),
+    ];
+    for (entry, want) in cases {
+        let project = project(Some(1.0), entry.clone(), &target);
+        let (status, out) = project.run_local();
+        assert_eq!(status.code(), Some(2), "{entry}: {out}");
+        assert!(out.contains(want), "{entry}: {out}");
+        assert!(!project.db().exists(), "{entry}: a database was made");
+    }
+    assert_eq!(target.count(), 0);
+}
