@@ -85,6 +85,18 @@ fn stages_0_20_0_over_6_s_are_followed_within_one_canon_and_every_result_is_stor
     // Every transaction the target served is a stored result: nothing cut mid-way.
     let rows = count_rows(&project.db(), "SELECT count(*) FROM result") as u64;
     assert_eq!(rows, target.count(), "{out}");
+    // The report graphs the active canons against the shape.
+    let (status, text) = Proc::spawn(oct(&[
+        "rebuild-results",
+        project.results_dir().to_str().unwrap(),
+        project.path().join("config.json").to_str().unwrap(),
+    ]))
+    .wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+    let html = std::fs::read_to_string(project.results_dir().join("results.html")).unwrap();
+    assert!(html.contains("<h3>Active canons</h3>"), "no canons graph");
+    assert!(html.contains("wanted by the shape"));
+    assert!(project.results_dir().join("graphs/canons.svg").is_file());
 }
 
 #[test]

@@ -163,7 +163,16 @@ impl Turret {
 
     fn serve(&mut self) -> Result<(), TurretError> {
         loop {
-            if let Some(heard) = self.link.next(20)? {
+            // Wake for the next heartbeat too, when it is due before the usual 20 ms.
+            let wait_ms = match self.link.heartbeat_every() {
+                Some(_) => self
+                    .next_heartbeat
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .clamp(1, 20) as i64,
+                None => 20,
+            };
+            if let Some(heard) = self.link.next(wait_ms)? {
                 if heard.new_session {
                     self.on_new_session();
                 }

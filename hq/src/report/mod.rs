@@ -159,6 +159,8 @@ struct Page {
     lost: String,
     turrets: Vec<TurretView>,
     per_turret: Vec<BreakdownView>,
+    /// Active vs wanted canons over the run, when heartbeats reported them.
+    canons_svg: Option<String>,
     series: Vec<SeriesView>,
     error_rows: Vec<ErrorView>,
     errors_truncated: bool,
@@ -367,6 +369,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     }
 
     let turrets = turrets::read(&conn, db, input.config_turrets)?;
+    let canons_svg = turrets::canons_svg(&conn, db, origin)?;
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -457,6 +460,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         lost: lost_text,
         turrets,
         per_turret,
+        canons_svg,
         series,
         errors_truncated: distinct_errors > MAX_ERROR_ROWS,
         error_rows,
@@ -483,6 +487,9 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
             &s.throughput_svg,
         )?;
         write(&graphs.join(format!("{}_raw.svg", s.anchor)), &s.raw_svg)?;
+    }
+    if let Some(svg) = &page.canons_svg {
+        write(&graphs.join("canons.svg"), svg)?;
     }
     let html_path = dir.join("results.html");
     write(&html_path, &html)?;

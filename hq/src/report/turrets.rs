@@ -1,6 +1,7 @@
 //! The report's workload table: OCT's `turret` table, joined with ours where the database has
 //! them — what each turret sent and what was stored (`oct_turret_count`), its liveness, the
-//! times it changed and its CPU flag (`oct_turret_health`).
+//! times it changed and its CPU flag (`oct_turret_health`) — and the graph of active canons
+//! against what the shapes asked for (`oct_canons`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -196,4 +197,57 @@ fn view(
         updated_at,
         json,
     }
+}
+
+/// The canons of every turret together, active and wanted, over the run: one point per
+/// heartbeat (each turret's last sample counts until its next). `None` without samples.
+pub(super) fn canons_svg(
+    conn: &Connection,
+    db: &Path,
+    origin: f64,
+) -> Result<Option<String>, ReportError> {
+    if !table_exists(conn, "oct_canons") {
+        return Ok(None);
+    }
+    let samples = rows(
+        conn,
+        db,
+        "SELECT uuid, epoch, active, target FROM oct_canons WHERE target IS NOT NULL ORDER BY epoch",
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        },
+    )?;
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    let mut last: HashMap<String, (i64, i64)> = HashMap::new();
+    let (mut active, mut wanted) = (Vec::new(), Vec::new());
+    for (uuid, epoch, a, t) in samples {
+        last.insert(uuid, (a, t));
+        let x = epoch - origin;
+        active.push((x, last.values().map(|v| v.0).sum::<i64>() as f64));
+        wanted.push((x, last.values().map(|v| v.1).sum::<i64>() as f64));
+    }
+    Ok(Some(super::svg::lines(
+        "Active canons (all turrets)",
+        "elapsed time (s)",
+        "canons",
+        &[
+            super::svg::Line {
+                label: "wanted by the shape",
+                color: "#a0aec0",
+                points: wanted,
+            },
+            super::svg::Line {
+                label: "active",
+                color: "#2b6cb0",
+                points: active,
+            },
+        ],
+    )))
 }
