@@ -1,6 +1,7 @@
 //! Load shapes (issue: load shapes, open model, test data): stages, Loads' cycles and
 //! iterations per canon, run by real turrets against a real HTTP target, with the active canons
-//! each heartbeat reported (our `oct_canons` table) compared to what the shape asked for.
+//! each heartbeat reported (our `oct_canons` table) compared to what the shape asked for; and
+//! test data (feeders) whose rows the target sees.
 
 mod util;
 
@@ -152,4 +153,76 @@ fn bad_shapes_are_one_line_errors_and_nothing_starts() {
         assert!(!project.db().exists(), "{entry}: a database was made");
     }
     assert_eq!(target.count(), 0);
+}
+
+#[test]
+fn a_unique_feeder_over_two_turrets_of_10_canons_never_serves_a_row_twice() {
+    let target = HttpServer::start();
+    let turrets = json!([
+        {"name": "a", "cannons": 10, "rampup": 0, "script": "v.lua"},
+        {"name": "b", "canons": 10, "rampup": 0, "script": "v.lua"},
+    ]);
+    let mut c = config(60.0, 2, turrets);
+    c["data"] =
+        json!({"users": {"file": "data/users.csv", "mode": "unique", "on_exhausted": "stop"}});
+    let project = Project::new(c);
+    let rows: String = (0..1000)
+        .map(|i| format!("user{i},\"pw, {i}\"\n"))
+        .collect();
+    project.write("data/users.csv", &format!("login,password\n{rows}"));
+    project.write(
+        "v.lua",
+        &format!(
+            "local base = 'http://127.0.0.1:{}/u/'\n\
+             function run(t)\n\
+               local u = oct.data.users:next()\n\
+               if u then http.get(base .. u.login .. '?p=' .. #u.password) end\n\
+             end",
+            target.port
+        ),
+    );
+    let started = Instant::now();
+    let out = run_local(&project);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "the test ends when the data does: {out}"
+    );
+    let paths = target.paths.lock().unwrap().clone();
+    let unique: std::collections::HashSet<&String> = paths.iter().collect();
+    assert_eq!(paths.len(), 1000, "every row once: {out}");
+    assert_eq!(unique.len(), 1000, "a row was used twice");
+    assert!(paths
+        .iter()
+        .all(|p| p.starts_with("/u/user") && p.contains("?p=")));
+    for t in ["a", "b"] {
+        assert!(
+            count_rows(
+                &project.db(),
+                &format!("SELECT count(*) FROM result WHERE turret_name = '{t}'")
+            ) >= 400,
+            "both turrets served rows"
+        );
+    }
+}
+
+#[test]
+fn missing_or_ragged_test_data_is_a_one_line_error_naming_file_key_and_line() {
+    let target = HttpServer::start();
+    let project = project(
+        Some(1.0),
+        json!({"cannons": 1, "data": {"users": {"file": "users.csv"}}}),
+        &target,
+    );
+    let (status, out) = project.run_local();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("`turrets[0].data.users.file`: "), "{out}");
+    assert!(out.contains("users.csv: No such file"), "{out}");
+    project.write("users.csv", "login,password\nbob,1\neve\n");
+    let (status, out) = project.run_local();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("users.csv: line 3: 1 fields where the header has 2"),
+        "{out}"
+    );
+    assert!(!project.db().exists());
 }

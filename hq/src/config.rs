@@ -49,6 +49,10 @@ pub struct TurretEntry {
     pub cannons: u64,
     /// Its load shape (`cannons`/`canons`, `stages`, cycles) and `iterations`.
     pub plan: protocol::Plan,
+    /// Its test data: the top level's `data`, then its own (checked, files read).
+    pub data: Map<String, Value>,
+    /// Its place in `turrets`, for `unique` feeders.
+    pub index: usize,
     pub rampup: u64,
     pub script: String,
     pub extra_files: Vec<String>,
@@ -62,6 +66,11 @@ impl TurretEntry {
     pub fn turret_config(&self, config: &Config, publish_port: u16, rc_port: u16) -> Value {
         let mut out = self.raw.clone();
         out.remove("extra_files");
+        if !self.data.is_empty() {
+            out.insert("data".into(), Value::Object(self.data.clone()));
+            out.insert("turret_index".into(), self.index.into());
+            out.insert("turret_count".into(), config.turrets.len().into());
+        }
         // Cycles timed by the HQ's run_time: the turret, which does not know it, gets the step.
         if let protocol::Shape::Cycles { cycle_secs, .. } = self.plan.shape {
             out.entry("cycle_time").or_insert_with(|| cycle_secs.into());
@@ -112,6 +121,12 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     SecretEnv(protocol::SecretError),
+    #[error("{path}: `{key}`: {message}")]
+    Data {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
@@ -162,6 +177,47 @@ impl Config {
                 ));
             }
             turrets.push(turret);
+        }
+        let top_data = match raw.get("data") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(c.wrong("data", "an object of feeders", other)),
+        };
+        for (i, t) in turrets.iter_mut().enumerate() {
+            t.index = i;
+            let mut data = top_data.clone();
+            match t.raw.get("data") {
+                None => {}
+                Some(Value::Object(m)) => data.extend(m.clone()),
+                Some(other) => {
+                    return Err(c.wrong(
+                        &format!("turrets[{i}].data"),
+                        "an object of feeders",
+                        other,
+                    ))
+                }
+            }
+            let key = if t.raw.contains_key("data") {
+                format!("turrets[{i}].data")
+            } else {
+                "data".to_owned()
+            };
+            let specs = protocol::data::specs(&Value::Object(data.clone()), &key)
+                .map_err(|e| c.invalid(&e.key, e.why))?;
+            for spec in specs {
+                protocol::data::load(&base.join(&spec.file)).map_err(|message| {
+                    ConfigError::Data {
+                        path: path.to_owned(),
+                        key: format!("{key}.{}.file", spec.name),
+                        message,
+                    }
+                })?;
+                // Shipped with the turret like its script.
+                if !t.extra_files.contains(&spec.file) {
+                    t.extra_files.push(spec.file);
+                }
+            }
+            t.data = data;
         }
         // Without `run_time`, a test lasts as long as its longest shape.
         let run_time = match given_run_time {
@@ -458,6 +514,8 @@ impl Checker<'_> {
             name,
             cannons,
             plan,
+            data: Map::new(),
+            index: 0,
             rampup,
             script,
             extra_files,

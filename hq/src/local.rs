@@ -39,6 +39,14 @@ impl LocalTurrets {
             let script = project.join(&entry.script);
             turret["script"] = Value::String(script.display().to_string());
             turret["hq_address"] = Value::String("127.0.0.1".into());
+            // Test data: the project's files, where they are.
+            if let Some(Value::Object(feeders)) = turret.get_mut("data") {
+                for spec in feeders.values_mut() {
+                    if let Some(Value::String(file)) = spec.get("file").cloned() {
+                        spec["file"] = Value::String(project.join(file).display().to_string());
+                    }
+                }
+            }
             // Secure mode: the same secret file as the HQ's (OCT_SECRET is inherited anyway).
             if let Some(Value::String(file)) = config.raw.get("secret_file") {
                 turret["secret_file"] = Value::String(project.join(file).display().to_string());

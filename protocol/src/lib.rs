@@ -23,10 +23,14 @@
 //! cycles `"10:20:30"`, `iterations`), parsed the same by the HQ, which checks it and times the
 //! run by it, and by the turret, which runs it.
 //!
+//! `data` owns the test data (feeders) a turret entry states and the CSV files they name, read
+//! the same by the HQ (which checks them) and the turret (which serves them to canons).
+//!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
 mod command;
+pub mod data;
 mod light;
 mod message;
 mod pyjson;

@@ -306,12 +306,15 @@ pub struct HttpServer {
     pub served: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// When each connection was accepted.
     pub accepted: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    /// The path of every request served, in order.
+    pub paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Answers HTTP/1.1 requests on one connection (keep-alive) until it closes, counting them.
 fn serve_http<S: std::io::Read + std::io::Write>(
     mut stream: S,
     counter: &std::sync::atomic::AtomicU64,
+    paths: &std::sync::Mutex<Vec<String>>,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -319,6 +322,9 @@ fn serve_http<S: std::io::Read + std::io::Write>(
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
             buf.drain(..end + 4);
+            if let Some(path) = head.split(' ').nth(1) {
+                paths.lock().unwrap().push(path.to_owned());
+            }
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (code, body) = if head.starts_with("GET /fail") {
                 ("500 Internal Server Error", "no")
@@ -377,21 +383,24 @@ impl HttpServer {
         let port = listener.local_addr().unwrap().port();
         let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let counter = served.clone();
         let accepts = accepted.clone();
+        let seen = paths.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 accepts.lock().unwrap().push(Instant::now());
                 let counter = counter.clone();
                 let tls = tls.clone();
+                let seen = seen.clone();
                 std::thread::spawn(move || match tls {
-                    None => serve_http(stream, &counter),
+                    None => serve_http(stream, &counter, &seen),
                     Some(config) => {
                         let Ok(conn) = rustls::ServerConnection::new(config) else {
                             return;
                         };
-                        serve_http(rustls::StreamOwned::new(conn, stream), &counter);
+                        serve_http(rustls::StreamOwned::new(conn, stream), &counter, &seen);
                     }
                 });
             }
@@ -400,6 +409,7 @@ impl HttpServer {
             port,
             served,
             accepted,
+            paths,
         }
     }
 

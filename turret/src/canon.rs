@@ -44,6 +44,8 @@ pub struct Shared {
     pub target: Arc<AtomicU64>,
     /// Iterations each canon runs before it is done.
     pub iterations: Option<u64>,
+    /// Set when a feeder with `on_exhausted: stop` ran out: every canon is done.
+    pub data_stop: Arc<AtomicBool>,
 }
 
 /// Starts `workers` threads hosting `canons` (dealt round-robin). Each thread ends when all of
@@ -135,6 +137,7 @@ impl Sink {
 
     fn finished(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
+            || self.shared.data_stop.load(Ordering::Relaxed)
             || self.shared.iterations.is_some_and(|n| self.done.get() >= n)
     }
 }
@@ -251,6 +254,7 @@ mod tests {
             active: Arc::new(AtomicU64::new(0)),
             target: Arc::new(AtomicU64::new(u64::MAX)),
             iterations: None,
+            data_stop: Arc::default(),
         };
         let canon = |index| Canon {
             info: CanonInfo {
@@ -259,6 +263,7 @@ mod tests {
                 turret: "t".into(),
                 context: serde_json::json!({}),
                 config: serde_json::json!({}),
+                data: Default::default(),
             },
             delay: Duration::ZERO,
         };

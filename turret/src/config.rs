@@ -12,6 +12,14 @@ pub struct Config {
     pub cannons: u64,
     /// Its load shape and iterations (`cannons`/`canons`, `rampup`, `stages`, cycles).
     pub plan: protocol::Plan,
+    /// Its test data (`data`), read once.
+    pub data: Vec<(
+        protocol::data::DataSpec,
+        std::sync::Arc<protocol::data::Table>,
+    )>,
+    /// Ours: its place among the HQ's turrets, for `unique` feeders (default 0 of 1).
+    pub turret_index: usize,
+    pub turret_count: usize,
     pub rampup_secs: u64,
     /// As written in the config (what the status message reports).
     pub script: String,
@@ -57,6 +65,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: protocol::ShapeError,
     },
+    #[error("{0}")]
+    Data(String),
     #[error("{path}: `secret_file`: {source}")]
     Secret {
         path: PathBuf,
@@ -122,6 +132,26 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
+        let data = match raw.get("data") {
+            None => Vec::new(),
+            Some(v) => protocol::data::specs(v, "data")
+                .map_err(|source| ConfigError::Shape {
+                    path: path.to_owned(),
+                    source,
+                })?
+                .into_iter()
+                .map(|spec| {
+                    protocol::data::load(&base.join(&spec.file))
+                        .map(|t| (spec, std::sync::Arc::new(t)))
+                        .map_err(ConfigError::Data)
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let place = |key: &'static str, default: u64| match raw.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| wrong(key, "a whole number")),
+        };
+        let (turret_index, turret_count) = (place("turret_index", 0)?, place("turret_count", 1)?);
         let secret_error = |source| ConfigError::Secret {
             path: path.to_owned(),
             source,
@@ -137,6 +167,9 @@ impl Config {
             name: string("name")?,
             cannons: plan.shape.pool(),
             plan,
+            data,
+            turret_index: turret_index as usize,
+            turret_count: turret_count.max(1) as usize,
             rampup_secs: match raw.get("rampup") {
                 None => 0,
                 Some(_) => int("rampup", 0)?,

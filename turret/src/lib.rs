@@ -9,13 +9,14 @@
 //! `link`, so a `ready` after `stop` always follows the results it closes. `link` owns the two
 //! sockets, what the HQ announced and when it was last heard, and secure mode (sealing what
 //! goes out, ignoring whatever its HQ did not seal). `health` owns the CPU figure a heartbeat
-//! carries. `canon` owns
+//! carries. `data` owns the feeders that hand CSV rows to canons (`oct.data` in Lua). `canon` owns
 //! one virtual user's loop on its own thread; it never touches a socket. `engine` owns the script
 //! engines behind the `Engine`/`Script` traits (`engine::lua`); `http` owns the HTTP client that
 //! Lua scripts get.
 
 pub mod canon;
 pub mod config;
+pub mod data;
 pub mod engine;
 mod health;
 mod http;

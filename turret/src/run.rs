@@ -38,6 +38,8 @@ const BATCH_BYTES: usize = 512 << 10;
 const MAX_ERROR_BYTES: usize = 64 << 10;
 
 struct Test {
+    /// A `stop` feeder ran out.
+    data_stop: Arc<AtomicBool>,
     started: Instant,
     stop: Arc<AtomicBool>,
     canons: Vec<JoinHandle<()>>,
@@ -129,8 +131,9 @@ pub fn run(config: Config) -> Result<(), TurretError> {
 }
 
 impl Turret {
-    fn canon_info(&self, index: u64) -> CanonInfo {
+    fn canon_info(&self, index: u64, data: &Arc<crate::data::Feeders>) -> CanonInfo {
         CanonInfo {
+            data: Arc::clone(data),
             index,
             canons: self.config.cannons,
             turret: self.config.name.clone(),
@@ -224,9 +227,14 @@ impl Turret {
         let target = Arc::new(AtomicU64::new(u64::MAX));
         let n = self.config.cannons;
         let step = Duration::from_secs(self.config.rampup_secs).div_f64(n as f64);
+        let feeders = Arc::new(crate::data::Feeders::new(
+            &self.config.data,
+            self.config.turret_index,
+            self.config.turret_count,
+        ));
         let canons: Vec<Canon> = (0..n)
             .map(|i| Canon {
-                info: self.canon_info(i),
+                info: self.canon_info(i, &feeders),
                 delay: step * i as u32,
             })
             .collect();
@@ -238,6 +246,7 @@ impl Turret {
             active: Arc::clone(&active),
             target: Arc::clone(&target),
             iterations: self.config.plan.iterations,
+            data_stop: Arc::clone(&feeders.stop),
         };
         let canons = canon::spawn_workers(canons, self.config.workers, &shared)
             .map_err(|e| TurretError::Script(format!("starting canon threads: {e}")))?;
@@ -249,6 +258,7 @@ impl Turret {
         self.abort_message = None;
         self.done = false;
         self.test = Some(Test {
+            data_stop: Arc::clone(&feeders.stop),
             started,
             stop,
             canons,
@@ -286,11 +296,17 @@ impl Turret {
     fn finish_stop(&mut self) -> Result<bool, TurretError> {
         match &self.test {
             Some(t) if t.canons.iter().all(JoinHandle::is_finished) => {
-                if !t.stopping && self.config.plan.iterations.is_some() {
+                let out_of_data = t.data_stop.load(Ordering::Relaxed);
+                if !t.stopping && (self.config.plan.iterations.is_some() || out_of_data) {
                     self.done = true;
                     eprintln!(
-                        "oct turret {}: every canon has run its iterations: done",
-                        self.config.name
+                        "oct turret {}: {}: done",
+                        self.config.name,
+                        if out_of_data {
+                            "its test data ran out"
+                        } else {
+                            "every canon has run its iterations"
+                        }
                     );
                 }
             }

@@ -316,6 +316,7 @@ impl Engine for LuaEngine {
             turret: String::new(),
             context: serde_json::json!({}),
             config: serde_json::json!({}),
+            data: Default::default(),
         };
         // A state of its own, not kept: this thread runs no canons.
         let shared = self.shared(1)?;
@@ -491,6 +492,7 @@ fn canon_globals(lua: &Lua, env: &Table, shared: &Shared, canon: &CanonInfo) -> 
     oct.set("config", lua.to_value(&canon.config)?)?;
     oct.set("canon", canon.index)?;
     oct.set("turret", canon.turret.as_str())?;
+    oct.set("data", crate::data::lua_table(lua, &canon.data)?)?;
     env.raw_set("oct", oct)?;
     let prefix = format!("[{} canon {}]", canon.turret, canon.index);
     env.raw_set(
@@ -538,6 +540,7 @@ mod tests {
             turret: "nav".into(),
             context: serde_json::json!({"user": "bob"}),
             config: serde_json::json!({}),
+            data: Default::default(),
         };
         LuaEngine::read(&path)?.load(&info)
     }
@@ -589,6 +592,7 @@ mod tests {
             turret: "nav".into(),
             context: serde_json::json!({}),
             config: serde_json::json!({}),
+            data: Default::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

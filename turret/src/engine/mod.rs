@@ -21,6 +21,8 @@ pub struct CanonInfo {
     pub turret: String,
     pub context: Value,
     pub config: Value,
+    /// The test's feeders (`oct.data` in Lua).
+    pub data: std::sync::Arc<crate::data::Feeders>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
