@@ -13,7 +13,8 @@
 //! `run` owns the lifecycle: wait, start, receive, stop, drain, finish. It is the only module
 //! that sees both sockets and the store, and it never blocks on disk: results go to the store's
 //! writer thread in batches. In secure mode it opens every frame (protocol's `Opener`) before
-//! decoding it.
+//! decoding it. Its `run::turrets` part owns what each turret's statuses and heartbeats change
+//! and the commands sent to one turret alone (re-admission, a missed stop).
 //!
 //! `liveness` owns each turret's liveness (`running`, `late`, `lost`, `recovered`,
 //! `unmonitored`) and the CPU flag, as pure state over the heartbeats `run` hands it.

@@ -10,17 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Announce, Command, DecodeError, Heartbeat, Message, Opener, Sealer, Session, Status,
-    TestResult, TurretState,
+    Announce, Command, DecodeError, Message, Opener, Sealer, Session, TestResult, TurretState,
 };
 
 use crate::config::Config;
 use crate::console::Console;
-use crate::liveness::{Health, Liveness, Timings};
+use crate::liveness::Timings;
 use crate::local::LocalTurrets;
-use crate::store::{self, Op, ResultRow, StoreError, TurretRow, Writer};
+use crate::store::{self, Op, ResultRow, StoreError, Writer};
 use crate::summary::{Rejected, Summary, TurretSummary};
 use crate::transport::is_loopback;
+use turrets::Turret;
+
+mod turrets;
 use crate::transport::{Sockets, TransportError};
 
 /// Ctrl-C presses, counted: one asks for a graceful stop, two for an immediate exit.
@@ -95,22 +97,6 @@ enum Phase {
     Running,
     Draining,
 }
-
-struct Turret {
-    status: Status,
-    started: bool,
-    /// Set when the turret reports ready/aborted/killed after `stop`.
-    stopped: bool,
-    received: u64,
-    health: Health,
-    /// When a start or stop was last sent to this turret alone.
-    nudged: Option<Instant>,
-    /// Its `ready` said the test ended by itself (every canon ran its iterations).
-    done: bool,
-}
-
-/// A turret is sent a start or stop of its own at most this often.
-const NUDGE_EVERY: Duration = Duration::from_secs(1);
 
 struct Hq<'a> {
     opts: &'a RunOptions,
@@ -346,44 +332,6 @@ impl Hq<'_> {
                 self.liveness_changed(i, change.to, change.silent_secs);
             }
         }
-        Ok(())
-    }
-
-    fn liveness_changed(&self, i: usize, to: Liveness, silent_secs: f64) {
-        let name = &self.turrets[i].status.turret;
-        match to {
-            Liveness::Late => self.console.warn(&format!(
-                "turret {name} is late: no word for {silent_secs:.1} s"
-            )),
-            Liveness::Lost => self.console.warn(&format!(
-                "turret {name} is lost: silent for {silent_secs:.1} s; the run goes on without it"
-            )),
-            Liveness::Recovered => self.console.info(&format!(
-                "turret {name} recovered after {silent_secs:.1} s of silence"
-            )),
-            Liveness::Running if self.turrets[i].health.changes.len() > 1 => self
-                .console
-                .info(&format!("turret {name} is on time again")),
-            Liveness::Running | Liveness::Unmonitored => {}
-        }
-    }
-
-    /// Sends `command` to turret `i` alone, once per [`NUDGE_EVERY`] at most.
-    fn nudge(&mut self, i: usize, command: &Command) -> Result<(), RunError> {
-        let now = Instant::now();
-        if self.turrets[i]
-            .nudged
-            .is_some_and(|at| now.duration_since(at) < NUDGE_EVERY)
-        {
-            return Ok(());
-        }
-        self.turrets[i].nudged = Some(now);
-        let uuid = self.turrets[i].status.uuid.clone();
-        if matches!(command, Command::Start) {
-            self.sockets
-                .send_on(&uuid, &Command::SetTransactionContext(self.context()))?;
-        }
-        self.sockets.send_on(&uuid, command)?;
         Ok(())
     }
 
@@ -623,133 +571,6 @@ impl Hq<'_> {
             custom_timers,
             turret_name: r.turret_name.unwrap_or_else(|| protocol::NONAME.to_owned()),
         });
-    }
-
-    fn heard(&mut self, i: usize) {
-        if let Some(change) = self.turrets[i].health.heard(self.now) {
-            self.liveness_changed(i, change.to, change.silent_secs);
-        }
-    }
-
-    fn on_heartbeat(&mut self, h: Heartbeat) {
-        // A turret is known by its status first; it answers the next status_request.
-        let Some(i) = self.turrets.iter().position(|t| t.status.uuid == h.uuid) else {
-            return;
-        };
-        let (change, suspect) = self.turrets[i].health.heartbeat(
-            self.now,
-            h.results_sent,
-            h.cannons_active,
-            h.cpu,
-            self.timings,
-        );
-        if let Some(change) = change {
-            self.liveness_changed(i, change.to, change.silent_secs);
-        }
-        if self.phase != Phase::Waiting {
-            let _ = self.writer.send(Op::Canons {
-                uuid: h.uuid.clone(),
-                name: h.turret.clone(),
-                epoch: chrono::Utc::now().timestamp_micros() as f64 / 1e6,
-                active: h.cannons_active,
-                target: h.cannons_target,
-            });
-        }
-        if suspect {
-            self.console.warn(&format!(
-                "turret {}: CPU above {} % for {} heartbeats in a row ({:.0} %): its latencies are suspect",
-                h.turret,
-                self.timings.cpu_warning_pct,
-                crate::liveness::CPU_SUSPECT_BEATS,
-                h.cpu
-            ));
-        }
-    }
-
-    fn on_status(&mut self, s: Status) -> Result<(), RunError> {
-        let row = TurretRow {
-            name: s.turret.clone(),
-            uuid: s.uuid.clone(),
-            cannons: s.cannons,
-            script: s.script.clone(),
-            rampup: s.rampup,
-            status: s.status.as_oct().to_owned(),
-            updated_at: store::now_timestamp(),
-        };
-        let phase = self.phase;
-        let idx = match self.turrets.iter().position(|t| t.status.uuid == s.uuid) {
-            Some(i) => i,
-            None => {
-                self.console.info(&format!(
-                    "turret {} ({}, {} canon(s), {}) is {}",
-                    s.turret, s.uuid, s.cannons, s.script, s.status
-                ));
-                self.turrets.push(Turret {
-                    status: s.clone(),
-                    started: false,
-                    stopped: false,
-                    received: 0,
-                    health: Health::new(self.now),
-                    nudged: None,
-                    done: false,
-                });
-                let i = self.turrets.len() - 1;
-                if phase == Phase::Running && s.status == TurretState::Ready {
-                    // A late joiner: OCT never starts it. Turrets already running ignore a
-                    // repeated start, so a broadcast is safe for OCT turrets too.
-                    self.console
-                        .info(&format!("turret {} joined late: starting it", s.turret));
-                    self.send_start()?;
-                    self.turrets[i].started = true;
-                }
-                i
-            }
-        };
-        self.heard(idx);
-        let was = self.turrets[idx].status.status;
-        let monitored = self.turrets[idx].health.liveness != Liveness::Unmonitored;
-        if phase == Phase::Running
-            && self.turrets[idx].started
-            && monitored
-            && was == TurretState::Running
-            && s.status == TurretState::Ready
-            && s.done != Some(true)
-        {
-            // It stopped by itself (its HQ was silent too long) and is back: re-admit it.
-            self.console.info(&format!(
-                "turret {} is back and ready: starting it again",
-                s.turret
-            ));
-            self.nudge(idx, &Command::Start)?;
-        }
-        if phase == Phase::Draining && self.turrets[idx].started && s.status == TurretState::Running
-        {
-            // It may have missed the stop (it was away when it went out).
-            self.nudge(idx, &Command::Stop)?;
-        }
-        let t = &mut self.turrets[idx];
-        if s.status == TurretState::Ready && s.done == Some(true) && !t.done {
-            t.done = true;
-            let name = s.turret.clone();
-            self.console
-                .info(&format!("turret {name} has run its iterations"));
-        }
-        let t = &mut self.turrets[idx];
-        let changed = t.status.status != s.status;
-        if changed && matches!(s.status, TurretState::Aborted | TurretState::Killed) {
-            let why = s.message.as_deref().unwrap_or("no reason given");
-            self.console
-                .warn(&format!("turret {} is {}: {why}", s.turret, s.status));
-        }
-        if phase == Phase::Draining && t.started && s.status != TurretState::Running {
-            t.stopped = true;
-        }
-        // A later status without the count (a status_request answer) keeps the one reported.
-        let sent = s.results_sent.or(t.status.results_sent);
-        t.status = s;
-        t.status.results_sent = sent;
-        self.writer.send(Op::Turret(row))?;
-        Ok(())
     }
 
     fn reject(&mut self, frame: &[u8], error: DecodeError) {
