@@ -119,6 +119,11 @@ fn a_killed_turret_is_lost_in_time_and_the_run_ends_on_time() {
         "the drain waited for a lost turret:\n{out}"
     );
     assert!(out.contains("turret doomed is late"), "{out}");
+    // No secret, every interface: the HQ says what that exposes.
+    assert!(
+        out.contains("oct: warning: listening on * without a secret"),
+        "{out}"
+    );
     let steady = summary_turret(&project, "steady");
     assert_eq!(steady["liveness"], "running", "{steady}");
     assert_eq!(steady["lost"], 0, "{steady}");

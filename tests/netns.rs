@@ -125,7 +125,9 @@ impl Net {
                 c.env(k, v);
             }
         }
-        self.procs.push(Proc::spawn(c));
+        let mut p = Proc::spawn(c);
+        p.label = host.to_owned();
+        self.procs.push(p);
         self.procs.last_mut().unwrap()
     }
 
@@ -300,6 +302,7 @@ fn project(run_time: f64) -> Project {
     }
     c["heartbeat_interval"] = json!(0.2);
     c["turret_timeout"] = json!(2);
+    c["hq_timeout"] = json!(3);
     c["drain_timeout"] = json!(10);
     let p = Project::new(c);
     p.write(
@@ -379,8 +382,15 @@ fn a_cut_link_is_lost_in_time_recovered_when_back_and_the_other_turret_loses_not
         "lost after {:?}",
         cut.elapsed()
     );
+    // Cut for longer than its hq_timeout (3 s): t1 stops firing on its own, its results wait.
+    let t1 = net.procs.iter_mut().find(|p| p.label == "t1").unwrap();
+    t1.wait_line(T, |l| l.contains("no word from the HQ"));
     net.link("t1", true);
     net.procs[hq].wait_line(T, |l| l.contains("turret t1 recovered"));
+    // Back, with what it kept: the HQ starts it again.
+    net.procs[hq].wait_line(T, |l| {
+        l.contains("turret t1 is back and ready: starting it again")
+    });
     let started = Instant::now();
     let (status, out) = net.procs[hq].wait_exit(T);
     assert!(status.success(), "{out}");
@@ -390,6 +400,10 @@ fn a_cut_link_is_lost_in_time_recovered_when_back_and_the_other_turret_loses_not
     let t1 = turret_line(&out, "t1");
     assert!(t1.contains("recovered"), "{out}");
     assert!(t1.contains("lost "), "{out}");
+    // Everything t1 sent, before, during and after the cut, was stored.
+    let (sent, received) = counts(t1);
+    assert!(sent > 0 && sent == received, "t1 lost results:\n{out}");
+    assert!(out.contains("lost: 0"), "{out}");
 }
 
 #[test]

@@ -83,6 +83,17 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
         );
     }
     assert_eq!(count_rows(&db, "SELECT count(*) FROM turret"), 2);
+    // OCT's turret sends no heartbeats: it is unmonitored, not lost; ours is watched.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("turret real-oct:") && l.ends_with("· unmonitored")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("turret ours:") && l.contains("· running")),
+        "{text}"
+    );
     // Both turrets in the report's workload table.
     let html = std::fs::read_to_string(results.join("results.html")).unwrap();
     let workload = html

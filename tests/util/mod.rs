@@ -91,6 +91,8 @@ pub struct Proc {
     pub child: Child,
     lines: Receiver<String>,
     pub seen: Vec<String>,
+    /// What the test calls it (empty unless set).
+    pub label: String,
 }
 
 pub fn oct(args: &[&str]) -> Command {
@@ -136,6 +138,7 @@ impl Proc {
             child,
             lines,
             seen: Vec::new(),
+            label: String::new(),
         }
     }
 

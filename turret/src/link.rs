@@ -114,17 +114,25 @@ impl Link {
     /// Sends one frame to the HQ, sealed in secure mode. Before the HQ has spoken, secure mode
     /// has no key to seal with, and the frame is not sent: the HQ asks again.
     pub fn send(&mut self, plain: &[u8]) -> Result<(), zmq::Error> {
-        match &mut self.secure {
-            None => self.push.send(plain, 0),
+        let frame = match &mut self.secure {
+            None => plain,
             Some(Secure {
                 sealer: Some(sealer),
                 ..
             }) => {
                 self.sealed.clear();
                 sealer.seal(b"", plain, &mut self.sealed);
-                self.push.send(&self.sealed[..], 0)
+                &self.sealed[..]
             }
-            Some(_) => Ok(()),
+            Some(_) => return Ok(()),
+        };
+        // NOTE: the process engine's child workers make SIGCHLD arrive at any time (tokio
+        // reaps them with a handler), and a signal interrupts ZeroMQ calls: retry, never fail.
+        loop {
+            match self.push.send(frame, 0) {
+                Err(zmq::Error::EINTR) => continue,
+                other => return other,
+            }
         }
     }
 
@@ -138,12 +146,14 @@ impl Link {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) if !waited && wait_ms > 0 => {
                     waited = true;
-                    if self.sub.poll(zmq::POLLIN, wait_ms)? > 0 {
-                        continue;
+                    match self.sub.poll(zmq::POLLIN, wait_ms) {
+                        Ok(n) if n > 0 => continue,
+                        // A signal (see `send`) ended the wait early: look again next pass.
+                        Ok(_) | Err(zmq::Error::EINTR) => return Ok(None),
+                        Err(e) => return Err(e),
                     }
-                    return Ok(None);
                 }
-                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
                 Err(e) => return Err(e),
             };
             if let Some(heard) = self.on_frame(&frame) {
