@@ -69,6 +69,12 @@ fn stages_0_20_0_over_6_s_are_followed_within_one_canon_and_every_result_is_stor
     // run_time is the sum of the durations.
     assert!(started.elapsed() < Duration::from_secs(20), "{out}");
     assert!(out.contains("for 6s"), "{out}");
+    // The progress line shows canons active against what the shape wants.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("· canons ") && l.contains('/')),
+        "{out}"
+    );
     let s = samples(&project);
     assert!(s.len() >= 20, "{} heartbeats stored", s.len());
     for (at, active, want) in &s {

@@ -50,8 +50,8 @@ impl Console {
         elapsed: Duration,
         total: Duration,
         turrets: usize,
-        results: u64,
-        errors: u64,
+        canons: Option<(u64, u64)>,
+        (results, errors): (u64, u64),
     ) {
         if !self.enabled {
             return;
@@ -67,8 +67,11 @@ impl Console {
         }
         self.last.set(Some(now));
         let rate = results as f64 / elapsed.as_secs_f64().max(1e-3);
+        let canons = canons
+            .map(|(active, wanted)| format!(" · canons {active}/{wanted}"))
+            .unwrap_or_default();
         let line = format!(
-            "[{:>5.1}/{:.0}s] turrets {turrets} · results {results} · {rate:.0}/s · errors {errors}",
+            "[{:>5.1}/{:.0}s] turrets {turrets}{canons} · results {results} · {rate:.0}/s · errors {errors}",
             elapsed.as_secs_f64(),
             total.as_secs_f64()
         );

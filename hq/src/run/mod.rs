@@ -380,12 +380,19 @@ impl Hq<'_> {
 
     fn progress(&mut self) {
         let elapsed = self.run_started.map(|s| s.elapsed()).unwrap_or_default();
+        // Canons active against what the shapes ask for, from the last heartbeats.
+        let watched = self.turrets.iter().filter(|t| t.health.heartbeats > 0);
+        let canons = watched.fold(None, |acc: Option<(u64, u64)>, t| {
+            let (a, w) = acc.unwrap_or((0, 0));
+            let wanted = t.cannons_target.unwrap_or(t.health.cannons_active);
+            Some((a + t.health.cannons_active, w + wanted))
+        });
         self.console.progress(
             elapsed,
             self.opts.config.run_time,
             self.turrets.iter().filter(|t| t.started).count(),
-            self.summary.transactions,
-            self.summary.errors,
+            canons,
+            (self.summary.transactions, self.summary.errors),
         );
     }
 

@@ -20,6 +20,8 @@ pub(super) struct Turret {
     pub(super) nudged: Option<Instant>,
     /// Its `ready` said the test ended by itself (every canon ran its iterations).
     pub(super) done: bool,
+    /// What its shape asked for at its last heartbeat.
+    pub(super) cannons_target: Option<u64>,
 }
 
 /// A turret is sent a start or stop of its own at most this often.
@@ -85,6 +87,7 @@ impl Hq<'_> {
         if let Some(change) = change {
             self.liveness_changed(i, change.to, change.silent_secs);
         }
+        self.turrets[i].cannons_target = h.cannons_target;
         if self.phase != Phase::Waiting {
             let _ = self.writer.send(Op::Canons {
                 uuid: h.uuid.clone(),
@@ -131,6 +134,7 @@ impl Hq<'_> {
                     health: Health::new(self.now),
                     nudged: None,
                     done: false,
+                    cannons_target: None,
                 });
                 let i = self.turrets.len() - 1;
                 if phase == Phase::Running && s.status == TurretState::Ready {
