@@ -104,6 +104,17 @@ fn stages_0_20_0_over_6_s_are_followed_within_one_canon_and_every_result_is_stor
     assert!(html.contains("<h3>Active canons</h3>"), "no canons graph");
     assert!(html.contains("wanted by the shape"));
     assert!(project.results_dir().join("graphs/canons.svg").is_file());
+    // summary.json has the load as run.
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.results_dir().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let canons = summary["canons"].as_array().unwrap();
+    assert!(canons.len() >= 20, "{summary}");
+    assert!(
+        canons.iter().any(|c| c[1].as_f64().unwrap() >= 19.0),
+        "{summary}"
+    );
 }
 
 #[test]

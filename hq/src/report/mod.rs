@@ -369,7 +369,10 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     }
 
     let turrets = turrets::read(&conn, db, input.config_turrets)?;
-    let canons_svg = turrets::canons_svg(&conn, db, origin)?;
+    let (canons_svg, canons) = match turrets::canons(&conn, db, origin)? {
+        Some((svg, rows)) => (Some(svg), Some(rows)),
+        None => (None, None),
+    };
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -509,6 +512,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "rejected": rejected_count,
         "lost": lost,
         "turrets": page.turrets.iter().map(|t| t.json.clone()).collect::<Vec<_>>(),
+        "canons": canons,
         "series": summaries.iter().map(|(name, s)| json!({
             "name": name, "count": s.count, "min": s.min, "avg": s.avg, "p50": s.p50,
             "p80": s.p80, "p90": s.p90, "p95": s.p95, "p99": s.p99, "p999": s.p999,

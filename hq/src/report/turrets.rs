@@ -199,13 +199,14 @@ fn view(
     }
 }
 
-/// The canons of every turret together, active and wanted, over the run: one point per
-/// heartbeat (each turret's last sample counts until its next). `None` without samples.
-pub(super) fn canons_svg(
+/// The canons of every turret together over the run, one point per heartbeat (each turret's
+/// last sample counts until its next): the graph, and `[elapsed, active, wanted]` rows for
+/// summary.json. `None` without samples.
+pub(super) fn canons(
     conn: &Connection,
     db: &Path,
     origin: f64,
-) -> Result<Option<String>, ReportError> {
+) -> Result<Option<(String, Vec<[f64; 3]>)>, ReportError> {
     if !table_exists(conn, "oct_canons") {
         return Ok(None);
     }
@@ -233,7 +234,12 @@ pub(super) fn canons_svg(
         active.push((x, last.values().map(|v| v.0).sum::<i64>() as f64));
         wanted.push((x, last.values().map(|v| v.1).sum::<i64>() as f64));
     }
-    Ok(Some(super::svg::lines(
+    let rows: Vec<[f64; 3]> = active
+        .iter()
+        .zip(&wanted)
+        .map(|(a, w)| [(a.0 * 1000.0).round() / 1000.0, a.1, w.1])
+        .collect();
+    let svg = super::svg::lines(
         "Active canons (all turrets)",
         "elapsed time (s)",
         "canons",
@@ -249,5 +255,6 @@ pub(super) fn canons_svg(
                 points: active,
             },
         ],
-    )))
+    );
+    Ok(Some((svg, rows)))
 }
