@@ -199,6 +199,9 @@ fn view(
     }
 }
 
+/// The canons graph and its `[elapsed, active, wanted]` rows.
+pub(super) type Canons = (String, Vec<[f64; 3]>);
+
 /// The canons of every turret together over the run, one point per heartbeat (each turret's
 /// last sample counts until its next): the graph, and `[elapsed, active, wanted]` rows for
 /// summary.json. `None` without samples.
@@ -206,7 +209,7 @@ pub(super) fn canons(
     conn: &Connection,
     db: &Path,
     origin: f64,
-) -> Result<Option<(String, Vec<[f64; 3]>)>, ReportError> {
+) -> Result<Option<Canons>, ReportError> {
     if !table_exists(conn, "oct_canons") {
         return Ok(None);
     }
