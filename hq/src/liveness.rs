@@ -166,6 +166,12 @@ impl Health {
         }
     }
 
+    /// The HQ itself did not run for `gap` (it was stopped or starved): that was not the
+    /// turret's silence.
+    pub fn forgive(&mut self, gap: Duration) {
+        self.last_heard += gap;
+    }
+
     pub fn is_lost(&self) -> bool {
         self.liveness == Liveness::Lost
     }
