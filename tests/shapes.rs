@@ -243,3 +243,40 @@ fn missing_or_ragged_test_data_is_a_one_line_error_naming_file_key_and_line() {
     );
     assert!(!project.db().exists());
 }
+
+#[test]
+fn an_oct_python_script_reads_its_rows_through_the_data_helper() {
+    let target = HttpServer::start();
+    let mut c = config(
+        60.0,
+        1,
+        json!([{"name": "py", "cannons": 3, "rampup": 0, "script": "v_user.py",
+            "data": {"users": {"file": "users.csv", "mode": "unique"}}}]),
+    );
+    c["heartbeat_interval"] = json!(0.2);
+    let project = Project::new(c);
+    let rows: String = (0..20).map(|i| format!("user{i}\n")).collect();
+    project.write("users.csv", &format!("login\n{rows}"));
+    project.write(
+        "v_user.py",
+        &format!(
+            "import urllib.request\n\
+             from oct_turrets.base import BaseTransaction\n\
+             from oct_turrets.data import row\n\n\
+             class Transaction(BaseTransaction):\n\
+             \x20   def run(self):\n\
+             \x20       user = row('users')\n\
+             \x20       if user is not None:\n\
+             \x20           urllib.request.urlopen('http://127.0.0.1:{}/u/' + user['login']).read()\n",
+            target.port
+        ),
+    );
+    let started = Instant::now();
+    let out = run_local(&project);
+    assert!(started.elapsed() < Duration::from_secs(40), "{out}");
+    let mut paths = target.paths.lock().unwrap().clone();
+    paths.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("/u/user{i}")).collect();
+    want.sort();
+    assert_eq!(paths, want, "{out}");
+}

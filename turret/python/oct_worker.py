@@ -7,6 +7,8 @@ import sys
 import time
 import traceback
 
+from oct_turrets import data as oct_data
+
 # The protocol owns the real stdout; a script's print() goes to stderr (the turret's log).
 _proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
 sys.stdout = sys.stderr
@@ -69,6 +71,7 @@ def main():
             except Exception as e:
                 reply({"ok": False, "error": "Transaction(): %s" % message(e)})
         elif op == "iteration":
+            oct_data._set(cmd.get("data") or {})
             trans.custom_timers = {}
             error, elapsed = "", 0.0
             try:

@@ -31,6 +31,10 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         "oct_turrets/tools.py",
         include_str!("../../python/oct_turrets/tools.py"),
     ),
+    (
+        "oct_turrets/data.py",
+        include_str!("../../python/oct_turrets/data.py"),
+    ),
 ];
 
 /// A worker that dies this many times in a row without completing an iteration aborts its canon.
@@ -190,6 +194,8 @@ struct Worker {
     stdin: tokio::process::ChildStdin,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     script: PathBuf,
+    /// The test's feeders: each iteration line carries one row of each.
+    data: std::sync::Arc<crate::data::Feeders>,
 }
 
 impl Worker {
@@ -216,6 +222,7 @@ impl Worker {
             stdin,
             lines: tokio::io::BufReader::new(stdout).lines(),
             script: l.script.clone(),
+            data: std::sync::Arc::clone(&info.data),
         };
         let init = json!({
             "op": "init",
@@ -249,7 +256,28 @@ impl Worker {
     }
 
     async fn iteration(&mut self) -> Result<Iteration, ScriptError> {
-        let reply = self.ask(&json!({"op": "iteration"})).await?;
+        let mut ask = json!({"op": "iteration"});
+        if self.data.iter().next().is_some() {
+            // One row of each feeder, taken for this iteration (null once a `stop` one ran out).
+            let rows: serde_json::Map<String, Value> = self
+                .data
+                .iter()
+                .map(|f| {
+                    let row = f.next().map(|r| {
+                        Value::Object(
+                            f.fields()
+                                .iter()
+                                .zip(r)
+                                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                                .collect(),
+                        )
+                    });
+                    (f.name().to_owned(), row.unwrap_or(Value::Null))
+                })
+                .collect();
+            ask["data"] = Value::Object(rows);
+        }
+        let reply = self.ask(&ask).await?;
         let scriptrun_time = reply
             .get("scriptrun_time")
             .and_then(Value::as_f64)
