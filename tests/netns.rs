@@ -307,10 +307,7 @@ fn project(run_time: f64) -> Project {
     let p = Project::new(c);
     p.write(
         "v.lua",
-        &format!(
-            "function run(t) local r = http.get('http://{}:8080/', {{timeout = 5}}) oct.sleep(0.05) end",
-            Net::addr("tg")
-        ),
+        &lua_get(&format!("http://{}:8080/", Net::addr("tg")), 5.0, 0.05),
     );
     p
 }

@@ -110,10 +110,7 @@ fn a_stranger_without_the_secret_is_refused_and_cannot_kill_a_turret() {
     let project = Project::new(c);
     project.write(
         "v.lua",
-        &format!(
-            "function run(t) http.get('http://127.0.0.1:{}/') oct.sleep(0.01) end",
-            target.port
-        ),
+        &lua_get(&format!("http://127.0.0.1:{}/", target.port), 30.0, 0.01),
     );
     let mut run = oct_run(project.path(), &project.results_dir(), &["--no-results"]);
     run.env("OCT_SECRET", SECRET);

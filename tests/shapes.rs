@@ -24,10 +24,7 @@ fn project(run_time: Option<f64>, entry: Value, target: &HttpServer) -> Project 
     let p = Project::new(c);
     p.write(
         "v.lua",
-        &format!(
-            "function run(t) http.get('http://127.0.0.1:{}/') oct.sleep(0.02) end",
-            target.port
-        ),
+        &lua_get(&format!("http://127.0.0.1:{}/", target.port), 30.0, 0.02),
     );
     p
 }

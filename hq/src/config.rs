@@ -258,14 +258,11 @@ impl Config {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(other) => return Err(c.wrong("hq_address", "a host name or address", other)),
         };
-        let drain_timeout = match raw.get("drain_timeout") {
-            None => Duration::from_secs(10),
-            Some(_) => c.positive_secs(&raw, "drain_timeout")?,
-        };
         let optional_secs = |key: &str, default: u64| match raw.get(key) {
             None => Ok(Duration::from_secs(default)),
             Some(_) => c.positive_secs(&raw, key),
         };
+        let drain_timeout = optional_secs("drain_timeout", 10)?;
         let heartbeat_interval = optional_secs("heartbeat_interval", 1)?;
         let turret_timeout = optional_secs("turret_timeout", 10)?;
         let hq_timeout = optional_secs("hq_timeout", 15)?;

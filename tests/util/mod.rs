@@ -295,6 +295,14 @@ pub fn result_frame(i: usize, turret: Option<&str>) -> String {
     )
 }
 
+/// A Lua script whose every iteration GETs `url` (within `timeout` seconds), then sleeps
+/// `sleep_secs`: a virtual user that a test target can count.
+pub fn lua_get(url: &str, timeout: f64, sleep_secs: f64) -> String {
+    format!(
+        "function run(t) http.get('{url}', {{timeout = {timeout}}}) oct.sleep({sleep_secs}) end"
+    )
+}
+
 pub fn count_rows(db: &Path, sql: &str) -> i64 {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

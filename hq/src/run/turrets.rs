@@ -173,11 +173,9 @@ impl Hq<'_> {
         let t = &mut self.turrets[idx];
         if s.status == TurretState::Ready && s.done == Some(true) && !t.done {
             t.done = true;
-            let name = s.turret.clone();
             self.console
-                .info(&format!("turret {name} has run its iterations"));
+                .info(&format!("turret {} has run its iterations", s.turret));
         }
-        let t = &mut self.turrets[idx];
         let changed = t.status.status != s.status;
         if changed && matches!(s.status, TurretState::Aborted | TurretState::Killed) {
             let why = s.message.as_deref().unwrap_or("no reason given");
