@@ -37,6 +37,8 @@ pub struct Config {
     pub cpu_warning_pct: f64,
     /// Ours: the address the HQ's sockets bind to (`*`, every interface, as OCT, by default).
     pub bind_address: Option<String>,
+    /// Ours: one shape for the whole test (`load`), split across turrets by `weight`.
+    pub load: Option<crate::load::GlobalLoad>,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
 }
@@ -56,6 +58,10 @@ pub struct TurretEntry {
     pub rampup: u64,
     pub script: String,
     pub extra_files: Vec<String>,
+    /// Ours, with a global `load`: its part of the split (default 1), and what its packed
+    /// config gets for it (`cannons`, `follow_load`).
+    pub weight: f64,
+    pub load_keys: Map<String, Value>,
     /// The entry as written (or as read from its own file), unknown keys included.
     pub raw: Map<String, Value>,
 }
@@ -74,6 +80,9 @@ impl TurretEntry {
         // Cycles timed by the HQ's run_time: the turret, which does not know it, gets the step.
         if let protocol::Shape::Cycles { cycle_secs, .. } = self.plan.shape {
             out.entry("cycle_time").or_insert_with(|| cycle_secs.into());
+        }
+        for (k, v) in &self.load_keys {
+            out.insert(k.clone(), v.clone());
         }
         out.insert("hq_address".into(), config.hq_address.clone().into());
         out.insert("hq_publisher".into(), publish_port.into());
@@ -155,6 +164,14 @@ impl Config {
         let Value::Array(entries) = turrets_value else {
             return Err(c.wrong("turrets", "an array", turrets_value));
         };
+        let load = match raw.get("load") {
+            None => None,
+            Some(v) => Some(
+                crate::load::GlobalLoad::parse(v, given_run_time.map(|d| d.as_secs_f64()))
+                    .map_err(|e| c.invalid(&e.key, e.why))?,
+            ),
+        };
+        let global = load.is_some();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut turrets: Vec<TurretEntry> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -163,9 +180,14 @@ impl Config {
                 Value::String(file) => {
                     let file_path = base.join(file);
                     let doc = read_json(&file_path)?;
-                    Checker { path: &file_path }.turret(&doc, "(top level)", given_run_time)?
+                    Checker { path: &file_path }.turret(
+                        &doc,
+                        "(top level)",
+                        given_run_time,
+                        global,
+                    )?
                 }
-                other => c.turret(other, &key, given_run_time)?,
+                other => c.turret(other, &key, given_run_time, global)?,
             };
             if turrets.iter().any(|t| t.name == turret.name) {
                 return Err(c.invalid(
@@ -177,6 +199,15 @@ impl Config {
                 ));
             }
             turrets.push(turret);
+        }
+        if let Some(load) = &load {
+            let total: f64 = turrets.iter().map(|t| t.weight).sum();
+            for t in &mut turrets {
+                t.load_keys = load.entry_keys(t.weight / total);
+                t.plan = protocol::Plan::following(&t.load_keys["follow_load"])
+                    .map_err(|e| c.invalid(&e.key, e.why))?;
+                t.cannons = t.load_keys["cannons"].as_u64().unwrap_or(1);
+            }
         }
         let top_data = match raw.get("data") {
             None => Map::new(),
@@ -225,6 +256,7 @@ impl Config {
             None => turrets
                 .iter()
                 .filter_map(|t| t.plan.shape.duration_secs())
+                .chain(load.as_ref().and_then(|l| l.duration_secs()))
                 .reduce(f64::max)
                 .map(Duration::from_secs_f64)
                 .ok_or_else(|| ConfigError::Missing {
@@ -323,6 +355,7 @@ impl Config {
             secret,
             cpu_warning_pct,
             bind_address,
+            load,
             raw,
         };
         let ports = [
@@ -452,6 +485,7 @@ impl Checker<'_> {
         v: &Value,
         key: &str,
         run_time: Option<Duration>,
+        global: bool,
     ) -> Result<TurretEntry, ConfigError> {
         let Value::Object(obj) = v else {
             return Err(self.wrong(key, "an object or the path of a JSON file", v));
@@ -474,22 +508,53 @@ impl Checker<'_> {
         };
         let name = string("name")?;
         let script = string("script")?;
-        if !["cannons", "canons", "stages"]
-            .iter()
-            .any(|k| obj.contains_key(*k))
-        {
-            return Err(ConfigError::Missing {
-                path: self.path.to_owned(),
-                key: sub("cannons"),
-            });
-        }
+        let weight = match obj.get("weight") {
+            None => 1.0,
+            Some(_) if !global => {
+                return Err(self.invalid(
+                    &sub("weight"),
+                    "only has a meaning with a top-level `load` (a shape the HQ splits)".into(),
+                ))
+            }
+            Some(v) => match v.as_f64() {
+                Some(w) if w > 0.0 && w.is_finite() => w,
+                _ => return Err(self.wrong(&sub("weight"), "a number above 0", v)),
+            },
+        };
         let prefix = if key == "(top level)" { "" } else { key };
-        let plan = protocol::Plan::from_entry(obj, prefix, run_time.map(|d| d.as_secs_f64()))
-            .map_err(|e| ConfigError::Invalid {
-                path: self.path.to_owned(),
-                key: e.key,
-                why: e.why,
-            })?;
+        let plan = if global {
+            if let Some(k) = crate::load::SHAPE_KEYS
+                .iter()
+                .find(|k| obj.contains_key(**k))
+            {
+                return Err(self.invalid(
+                    &sub(k),
+                    "cannot go with the top-level `load`: the HQ splits that shape across turrets (give a `weight` instead)".into(),
+                ));
+            }
+            // Set once every turret's weight is known.
+            protocol::Plan {
+                shape: protocol::Shape::Constant { cannons: 1 },
+                iterations: None,
+            }
+        } else {
+            if !["cannons", "canons", "stages", "arrival_rate"]
+                .iter()
+                .any(|k| obj.contains_key(*k))
+            {
+                return Err(ConfigError::Missing {
+                    path: self.path.to_owned(),
+                    key: sub("cannons"),
+                });
+            }
+            protocol::Plan::from_entry(obj, prefix, run_time.map(|d| d.as_secs_f64())).map_err(
+                |e| ConfigError::Invalid {
+                    path: self.path.to_owned(),
+                    key: e.key,
+                    why: e.why,
+                },
+            )?
+        };
         let cannons = plan.shape.pool();
         let rampup = match obj.get("rampup") {
             Some(v) => self.int_min(v, &sub("rampup"), 0)?,
@@ -516,6 +581,8 @@ impl Checker<'_> {
             rampup,
             script,
             extra_files,
+            weight,
+            load_keys: Map::new(),
             raw: obj.clone(),
         })
     }

@@ -45,12 +45,13 @@ impl Console {
         }
     }
 
+    /// The progress line; `load` is what the shapes say now (` · canons 4/5 · stage 2/3`).
     pub fn progress(
         &self,
         elapsed: Duration,
         total: Duration,
         turrets: usize,
-        canons: Option<(u64, u64)>,
+        load: &str,
         (results, errors): (u64, u64),
     ) {
         if !self.enabled {
@@ -67,11 +68,8 @@ impl Console {
         }
         self.last.set(Some(now));
         let rate = results as f64 / elapsed.as_secs_f64().max(1e-3);
-        let canons = canons
-            .map(|(active, wanted)| format!(" · canons {active}/{wanted}"))
-            .unwrap_or_default();
         let line = format!(
-            "[{:>5.1}/{:.0}s] turrets {turrets}{canons} · results {results} · {rate:.0}/s · errors {errors}",
+            "[{:>5.1}/{:.0}s] turrets {turrets}{load} · results {results} · {rate:.0}/s · errors {errors}",
             elapsed.as_secs_f64(),
             total.as_secs_f64()
         );

@@ -16,6 +16,10 @@
 //! decoding it. Its `run::turrets` part owns what each turret's statuses and heartbeats change
 //! and the commands sent to one turret alone (re-admission, a missed stop).
 //!
+//! `load` owns a global shape (`load` at the top level): how it splits across turrets by
+//! `weight`, and what each turret's packed config gets for it; `run::load` sends each
+//! following turret its part as generation-numbered `load` commands.
+//!
 //! `liveness` owns each turret's liveness (`running`, `late`, `lost`, `recovered`,
 //! `unmonitored`) and the CPU flag, as pure state over the heartbeats `run` hands it.
 //!
@@ -34,6 +38,7 @@ pub mod config;
 mod console;
 pub mod csv;
 pub mod liveness;
+pub mod load;
 pub mod local;
 pub mod report;
 pub mod run;

@@ -17,7 +17,8 @@ CREATE TABLE "turret" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, 
 const OUR_SCHEMA: &str = r#"CREATE TABLE oct_run (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE oct_rejected (kind TEXT NOT NULL PRIMARY KEY, count INTEGER NOT NULL, first_error TEXT NOT NULL, samples TEXT NOT NULL);
 CREATE TABLE oct_turret_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
-CREATE TABLE oct_canons (uuid TEXT NOT NULL, name TEXT NOT NULL, epoch REAL NOT NULL, active INTEGER NOT NULL, target INTEGER);
+CREATE TABLE oct_canons (uuid TEXT NOT NULL, name TEXT NOT NULL, epoch REAL NOT NULL, active INTEGER NOT NULL, target INTEGER, rate REAL, started INTEGER, dropped INTEGER);
+CREATE TABLE oct_lag (result_id INTEGER NOT NULL PRIMARY KEY, lag REAL NOT NULL);
 CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
@@ -30,6 +31,8 @@ pub struct ResultRow {
     pub epoch: f64,
     pub custom_timers: String,
     pub turret_name: String,
+    /// Ours, open model: how late the iteration began against its schedule (`oct_lag`).
+    pub lag: Option<f64>,
 }
 
 /// One row of OCT's `turret` table, keyed by `uuid`.
@@ -43,6 +46,15 @@ pub struct TurretRow {
     pub status: String,
     /// `YYYY-MM-DD HH:MM:SS.ffffff`, as OCT writes it.
     pub updated_at: String,
+}
+
+/// An open-model turret's schedule at one heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arrivals {
+    /// Iterations per second asked for.
+    pub rate: f64,
+    pub started: u64,
+    pub dropped: u64,
 }
 
 /// What the writer thread is asked to do.
@@ -63,13 +75,15 @@ pub enum Op {
         received: u64,
         sent: Option<u64>,
     },
-    /// One heartbeat's canons, active and wanted by the shape (`oct_canons`).
+    /// One heartbeat's canons, active and wanted by the shape, and in an open-model test the
+    /// rate asked for and the iterations started and dropped so far (`oct_canons`).
     Canons {
         uuid: String,
         name: String,
         epoch: f64,
         active: u64,
         target: Option<u64>,
+        arrivals: Option<Arrivals>,
     },
     /// A turret's liveness and CPU flag at the end of the run (`oct_turret_health`).
     TurretHealth(crate::summary::TurretSummary),
@@ -113,6 +127,8 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
         let mut insert = tx.prepare_cached(
             "INSERT INTO result (error, scriptrun_time, elapsed, epoch, custom_timers, turret_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut insert_lag =
+            tx.prepare_cached("INSERT INTO oct_lag (result_id, lag) VALUES (?1, ?2)")?;
         for op in ops.drain(..) {
             match op {
                 Op::Results(batch) => {
@@ -125,6 +141,9 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                             r.custom_timers,
                             r.turret_name
                         ])?;
+                        if let Some(lag) = r.lag {
+                            insert_lag.execute(params![tx.last_insert_rowid(), lag])?;
+                        }
                     }
                     rows += batch.len();
                 }
@@ -175,10 +194,20 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                     epoch,
                     active,
                     target,
+                    arrivals,
                 } => {
                     tx.execute(
-                        "INSERT INTO oct_canons (uuid, name, epoch, active, target) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![uuid, name, epoch, active, target],
+                        "INSERT INTO oct_canons (uuid, name, epoch, active, target, rate, started, dropped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            uuid,
+                            name,
+                            epoch,
+                            active,
+                            target,
+                            arrivals.map(|a| a.rate),
+                            arrivals.map(|a| a.started),
+                            arrivals.map(|a| a.dropped)
+                        ],
                     )?;
                 }
                 Op::TurretHealth(t) => {
@@ -288,6 +317,7 @@ mod tests {
             epoch: 1795305491.25 + i as f64,
             custom_timers: format!("{{\"a\":{i}}}"),
             turret_name: "nav".into(),
+            lag: (i % 2 == 1).then_some(i as f64 / 1000.0),
         }
     }
 
@@ -347,6 +377,15 @@ mod tests {
             (err.as_str(), epoch, timers.as_str()),
             ("boom", 1795305494.25, "{\"a\":3}")
         );
+        // The lag of an open-model result sits beside it, keyed by its id (row i has id i + 1).
+        let lags: Vec<(i64, f64)> = conn
+            .prepare("SELECT result_id, lag FROM oct_lag ORDER BY result_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(lags, [(2, 0.001), (4, 0.003)]);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct TurretSummary {
     /// The highest CPU use a heartbeat reported, and whether it stayed above 90 %.
     pub cpu_max: f64,
     pub cpu_suspect: bool,
+    /// Open model: iterations its schedule started and dropped (its final `ready`, else its
+    /// last heartbeat).
+    pub iterations: Option<(u64, u64)>,
 }
 
 impl TurretSummary {
@@ -100,10 +103,19 @@ impl Summary {
             .sum()
     }
 
+    /// Open model: iterations started and dropped by every turret; `None` in a closed-model
+    /// test.
+    pub fn iterations(&self) -> Option<(u64, u64)> {
+        self.turrets
+            .iter()
+            .filter_map(|t| t.iterations)
+            .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// Key/value pairs for the `oct_run` table.
     pub fn meta(&self) -> Vec<(&'static str, String)> {
         let ts = |t: &Option<DateTime<Local>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-        vec![
+        let mut meta = vec![
             ("start", ts(&self.start)),
             ("finish", ts(&self.finish)),
             ("run_time_secs", self.run_time.as_secs_f64().to_string()),
@@ -116,7 +128,12 @@ impl Summary {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "unknown".into()),
             ),
-        ]
+        ];
+        if let Some((started, dropped)) = self.iterations() {
+            meta.push(("iterations_started", started.to_string()));
+            meta.push(("dropped_iterations", dropped.to_string()));
+        }
+        meta
     }
 }
 
@@ -154,6 +171,9 @@ impl fmt::Display for Summary {
             write!(f, " [{}: {}]", r.kind, r.count)?;
         }
         writeln!(f)?;
+        if let Some((started, dropped)) = self.iterations() {
+            writeln!(f, "iterations started: {started}, dropped: {dropped}")?;
+        }
         match self.lost() {
             Some(n) => writeln!(f, "lost: {n}")?,
             None => writeln!(f, "lost: unknown (a turret did not report its count)")?,

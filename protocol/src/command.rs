@@ -29,6 +29,7 @@ impl Announce {
                 crate::EXT_SEQ.to_owned(),
                 crate::EXT_BATCH.to_owned(),
                 crate::EXT_HEARTBEAT.to_owned(),
+                crate::EXT_LOAD.to_owned(),
             ],
             session: None,
             heartbeat_ms: None,
@@ -64,6 +65,22 @@ pub enum Command {
     Stop,
     /// End the turret process.
     Kill,
+    /// Extension ([`crate::EXT_LOAD`]), on a turret's own channel: its part of the test's
+    /// global shape, as an absolute target.
+    Load(LoadTarget),
+}
+
+/// What the HQ wants of one turret now: canons, or an arrival rate. Each command carries a
+/// generation that only grows: a turret applies a `load` newer than the last it applied and
+/// ignores any other, so a lost, repeated or reordered command can never double the load —
+/// the next one, sent every few hundred milliseconds, says the whole truth again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadTarget {
+    pub generation: u64,
+    /// Canons wanted now (a closed-model shape).
+    pub cannons: Option<u64>,
+    /// Iterations per second wanted from now on (an open-model shape).
+    pub rate: Option<f64>,
 }
 
 /// A decoded command frame: the channel it was published on (empty for "every turret", or a
@@ -82,6 +99,7 @@ impl Command {
             Command::Start => "start",
             Command::Stop => "stop",
             Command::Kill => "kill",
+            Command::Load(_) => "load",
         }
     }
 
@@ -114,6 +132,17 @@ impl Command {
             Command::SetTransactionContext(v) => v.to_string(),
             Command::Start => "\"open fire\"".to_owned(),
             Command::Stop => "\"premature stop\"".to_owned(),
+            Command::Load(l) => {
+                let mut out = format!("{{\"generation\":{}", l.generation);
+                if let Some(c) = l.cannons {
+                    out.push_str(&format!(",\"cannons\":{c}"));
+                }
+                if let Some(r) = l.rate.filter(|r| r.is_finite()) {
+                    out.push_str(&format!(",\"rate\":{}", serde_json::Value::from(r)));
+                }
+                out.push('}');
+                out
+            }
         }
     }
 
@@ -157,6 +186,7 @@ impl Command {
             "start" => Command::Start,
             "stop" => Command::Stop,
             "kill" => Command::Kill,
+            "load" => Command::Load(load_from(json)?),
             other => return Err(DecodeError::UnknownCommand(other.to_owned())),
         };
         Ok(CommandFrame {
@@ -164,6 +194,25 @@ impl Command {
             command,
         })
     }
+}
+
+fn load_from(json: &str) -> Result<LoadTarget, DecodeError> {
+    let v: Value = serde_json::from_str(json).map_err(json_error)?;
+    let msg = v.get("msg").ok_or(DecodeError::MissingField("msg"))?;
+    let generation = msg
+        .get("generation")
+        .and_then(Value::as_u64)
+        .ok_or(DecodeError::MissingField("generation"))?;
+    let cannons = msg.get("cannons").and_then(Value::as_u64);
+    let rate = msg
+        .get("rate")
+        .and_then(Value::as_f64)
+        .filter(|r| *r >= 0.0);
+    Ok(LoadTarget {
+        generation,
+        cannons,
+        rate,
+    })
 }
 
 /// An OCT HQ sends `null`; anything that is not our announcement is read as "no extensions".
@@ -226,13 +275,43 @@ mod tests {
     fn encodes_our_announcement_in_status_request() {
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::ours()))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat"]}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load"]}}"#
         );
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::with_session(
                 "5a1e", 1000, 15000
             )))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat"],"session":"5a1e","heartbeat_ms":1000,"hq_timeout_ms":15000}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load"],"session":"5a1e","heartbeat_ms":1000,"hq_timeout_ms":15000}}"#
+        );
+    }
+
+    #[test]
+    fn load_targets_round_trip_on_a_turret_channel() {
+        for (target, frame) in [
+            (
+                LoadTarget {
+                    generation: 7,
+                    cannons: Some(5),
+                    rate: None,
+                },
+                r#"u1 {"command":"load","msg":{"generation":7,"cannons":5}}"#,
+            ),
+            (
+                LoadTarget {
+                    generation: 8,
+                    cannons: None,
+                    rate: Some(12.5),
+                },
+                r#"u1 {"command":"load","msg":{"generation":8,"rate":12.5}}"#,
+            ),
+        ] {
+            let c = Command::Load(target);
+            assert_eq!(String::from_utf8(c.encode_on("u1")).unwrap(), frame);
+            assert_eq!(Command::decode(frame.as_bytes()).unwrap().command, c);
+        }
+        assert_eq!(
+            Command::decode(br#"u1 {"command":"load","msg":{"cannons":5}}"#),
+            Err(DecodeError::MissingField("generation"))
         );
     }
 

@@ -23,12 +23,16 @@
 //! cycles `"10:20:30"`, `iterations`), parsed the same by the HQ, which checks it and times the
 //! run by it, and by the turret, which runs it.
 //!
+//! `arrival` owns the open model: the `arrival_rate` a turret entry (or the global `load`)
+//! states, and the [`Schedule`] arithmetic of when each iteration is due.
+//!
 //! `data` owns the test data (feeders) a turret entry states and the CSV files they name, read
 //! the same by the HQ (which checks them) and the turret (which serves them to canons).
 //!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
+pub mod arrival;
 mod command;
 pub mod data;
 mod light;
@@ -37,7 +41,8 @@ mod pyjson;
 mod seal;
 mod shape;
 
-pub use command::{Announce, Command, CommandFrame};
+pub use arrival::{Arrival, Schedule};
+pub use command::{Announce, Command, CommandFrame, LoadTarget};
 pub use message::{
     split_batch, DecodeError, Heartbeat, Message, Status, TestResult, Timers, TurretState,
 };
@@ -61,6 +66,13 @@ pub const EXT_BATCH: &str = "batch";
 /// Extension: turrets send a [`Heartbeat`] every `heartbeat_ms` (announced with it), and stop
 /// firing when their HQ has been silent for `hq_timeout_ms`.
 pub const EXT_HEARTBEAT: &str = "heartbeat";
+
+/// Extension: the HQ splits a global `load` shape across turrets and sends each its part as
+/// an absolute, generation-numbered [`LoadTarget`] (command `load`, on the turret's channel);
+/// a turret that follows them says `load_generation` in its heartbeats. In open-model tests,
+/// results carry their schedule `lag`, heartbeats the rate and the iterations started and
+/// dropped, and the final `ready` the exact counts.
+pub const EXT_LOAD: &str = "load";
 
 /// The largest frame either side accepts (`ZMQ_MAXMSGSIZE`): a hostile peer cannot make the
 /// HQ or a turret buffer more than this per message. Our turrets keep their batches far below.

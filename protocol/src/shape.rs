@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::arrival::Arrival;
+
 /// One stage: the number of active canons moves in a line to `target` over `duration_secs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
@@ -20,6 +22,8 @@ pub enum Shape {
     Stages(Vec<Stage>),
     /// Loads' `--users 10:20:30`: each step for `cycle_secs`; the last holds until `stop`.
     Cycles { steps: Vec<u64>, cycle_secs: f64 },
+    /// The open model: iterations start on a schedule, handed to a pool of canons.
+    Arrival(Arrival),
 }
 
 /// A turret's shape and, optionally, how many iterations each canon runs before it is done.
@@ -37,21 +41,21 @@ pub struct ShapeError {
     pub why: String,
 }
 
-fn bad(key: impl Into<String>, why: impl Into<String>) -> ShapeError {
+pub(crate) fn bad(key: impl Into<String>, why: impl Into<String>) -> ShapeError {
     ShapeError {
         key: key.into(),
         why: why.into(),
     }
 }
 
-fn whole(v: &Value, key: &str, min: u64) -> Result<u64, ShapeError> {
+pub(crate) fn whole(v: &Value, key: &str, min: u64) -> Result<u64, ShapeError> {
     match v.as_u64() {
         Some(n) if n >= min => Ok(n),
         _ => Err(bad(key, format!("must be a whole number ≥ {min}, got {v}"))),
     }
 }
 
-fn positive_secs(v: Option<&Value>, key: &str) -> Result<f64, ShapeError> {
+pub(crate) fn positive_secs(v: Option<&Value>, key: &str) -> Result<f64, ShapeError> {
     match v.and_then(Value::as_f64) {
         Some(s) if s > 0.0 && s.is_finite() => Ok(s),
         Some(_) => Err(bad(
@@ -96,6 +100,18 @@ impl Plan {
             (None, Some(v)) => Some((v, k("canons"))),
             (None, None) => None,
         };
+        if let Some(arrival) = crate::arrival::from_entry(entry, k)? {
+            if let Some((_, ck)) = cannons {
+                return Err(bad(
+                    ck,
+                    "cannot go with `arrival_rate`: its pool is `max_cannons` (keep one)",
+                ));
+            }
+            return Ok(Plan {
+                shape: Shape::Arrival(arrival),
+                iterations: None,
+            });
+        }
         let iterations = entry
             .get("iterations")
             .map(|v| whole(v, &k("iterations"), 1))
@@ -177,6 +193,33 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The plan of a turret that follows the HQ's `load` commands (a global shape), from the
+    /// `follow_load` the HQ wrote into its entry: `{"model": "closed" | "open", "pool": n}`.
+    /// Closed: `pool` canons, none wanted until told; open: a pool of `pool` canons and a rate
+    /// of 0 until told.
+    pub fn following(v: &Value) -> Result<Plan, ShapeError> {
+        let pool = v
+            .get("pool")
+            .map(|p| whole(p, "follow_load.pool", 1))
+            .transpose()?
+            .ok_or_else(|| bad("follow_load.pool", "is missing"))?;
+        let shape = match v.get("model").and_then(Value::as_str) {
+            Some("closed") => Shape::Constant { cannons: pool },
+            Some("open") => Shape::Arrival(Arrival {
+                rate: 0.0,
+                stages: Vec::new(),
+                max_cannons: pool,
+            }),
+            _ => return Err(bad("follow_load.model", "must be \"closed\" or \"open\"")),
+        };
+        Ok(Plan {
+            shape,
+            iterations: None,
+        })
+    }
+}
+
 impl Shape {
     /// The most canons it ever asks for: the pool a turret starts.
     pub fn pool(&self) -> u64 {
@@ -184,6 +227,7 @@ impl Shape {
             Shape::Constant { cannons } => *cannons,
             Shape::Stages(stages) => stages.iter().map(|s| s.target).max().unwrap_or(0),
             Shape::Cycles { steps, .. } => steps.iter().copied().max().unwrap_or(0),
+            Shape::Arrival(a) => a.max_cannons,
         }
     }
 
@@ -193,13 +237,36 @@ impl Shape {
             Shape::Constant { .. } => None,
             Shape::Stages(stages) => Some(stages.iter().map(|s| s.duration_secs).sum()),
             Shape::Cycles { steps, cycle_secs } => Some(steps.len() as f64 * cycle_secs),
+            Shape::Arrival(a) => a.duration_secs(),
         }
     }
 
-    /// Active canons wanted `secs` after the start (a constant shape: all of them).
+    /// Which stage (or cycle step) runs `secs` after the start, from 1, and how many there
+    /// are; `None` for a shape without stages. Past the last, the last.
+    pub fn stage_at(&self, secs: f64) -> Option<(usize, usize)> {
+        let durations: Vec<f64> = match self {
+            Shape::Constant { .. } => return None,
+            Shape::Stages(stages) => stages.iter().map(|s| s.duration_secs).collect(),
+            Shape::Cycles { steps, cycle_secs } => vec![*cycle_secs; steps.len()],
+            Shape::Arrival(a) if a.stages.is_empty() => return None,
+            Shape::Arrival(a) => a.stages.iter().map(|s| s.duration_secs).collect(),
+        };
+        let mut end = 0.0;
+        for (i, d) in durations.iter().enumerate() {
+            end += d;
+            if secs < end {
+                return Some((i + 1, durations.len()));
+            }
+        }
+        Some((durations.len(), durations.len()))
+    }
+
+    /// Active canons wanted `secs` after the start (a constant shape, or an arrival rate whose
+    /// pool takes what the schedule asks for: all of them).
     pub fn target_at(&self, secs: f64) -> u64 {
         match self {
             Shape::Constant { cannons } => *cannons,
+            Shape::Arrival(a) => a.max_cannons,
             Shape::Stages(stages) => {
                 let (mut from, mut start) = (0.0_f64, 0.0_f64);
                 for s in stages {
@@ -242,6 +309,10 @@ mod tests {
             .collect();
         assert_eq!(at, [0, 10, 20, 10, 0, 0]);
         assert_eq!((s.pool(), s.duration_secs()), (20, Some(6.0)));
+        assert_eq!(
+            [0.0, 2.9, 3.0, 60.0].map(|t| s.stage_at(t)),
+            [Some((1, 2)), Some((1, 2)), Some((2, 2)), Some((2, 2))]
+        );
     }
 
     #[test]

@@ -311,7 +311,7 @@ pub fn count_rows(db: &Path, sql: &str) -> i64 {
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 (keep-alive), counting the requests it served. `/fail`
-/// answers 500. Its threads end with the test process.
+/// answers 500, `/delay/MS` after MS milliseconds. Its threads end with the test process.
 pub struct HttpServer {
     pub port: u16,
     pub served: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -335,6 +335,14 @@ fn serve_http<S: std::io::Read + std::io::Write>(
             buf.drain(..end + 4);
             if let Some(path) = head.split(' ').nth(1) {
                 paths.lock().unwrap().push(path.to_owned());
+            }
+            // `/delay/MS` answers after MS milliseconds: a target as slow as a test needs.
+            if let Some(ms) = head
+                .strip_prefix("GET /delay/")
+                .and_then(|rest| rest.split([' ', '?']).next())
+                .and_then(|ms| ms.parse::<u64>().ok())
+            {
+                std::thread::sleep(Duration::from_millis(ms.min(10_000)));
             }
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (code, body) = if head.starts_with("GET /fail") {

@@ -2,7 +2,8 @@
 //! stop, sending one result per iteration to its turret. With a shape (stages, cycles) canon `i`
 //! runs only while the turret's target is above `i`: taken away, it finishes its iteration and
 //! waits to be wanted again (with a fresh script instance); with `iterations`, it is done after
-//! that many. A few worker threads, each a
+//! that many. In an open-model test (`arrival_rate`) canons are a pool instead: each waits for
+//! its thread's dispatcher ([`crate::pace`]) to hand it an iteration. A few worker threads, each a
 //! current-thread tokio runtime, host all the canons of a test as local tasks: a canon waiting
 //! on the network costs a parked future, not an OS thread, and Lua states stay on one thread.
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use protocol::TestResult;
 
 use crate::engine::{self, CanonInfo, Engine, Iteration};
+use crate::pace::{Pool, Slot};
 
 /// What a canon tells its turret.
 pub enum Event {
@@ -28,6 +30,18 @@ pub struct Canon {
     pub info: CanonInfo,
     /// Rampup: how long after `start` this canon begins.
     pub delay: Duration,
+    /// The worker thread it runs on (set by [`spawn_workers`]).
+    worker: usize,
+}
+
+impl Canon {
+    pub fn new(info: CanonInfo, delay: Duration) -> Canon {
+        Canon {
+            info,
+            delay,
+            worker: 0,
+        }
+    }
 }
 
 /// What every canon of a test shares.
@@ -46,6 +60,14 @@ pub struct Shared {
     pub iterations: Option<u64>,
     /// Set when a feeder with `on_exhausted: stop` ran out: every canon is done.
     pub data_stop: Arc<AtomicBool>,
+    /// The open model: iterations start when this schedule says.
+    pub pacer: Option<Arc<crate::pace::Pacer>>,
+}
+
+impl Shared {
+    fn over(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.data_stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Starts `workers` threads hosting `canons` (dealt round-robin). Each thread ends when all of
@@ -57,7 +79,8 @@ pub fn spawn_workers(
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let workers = workers.clamp(1, canons.len().max(1));
     let mut groups: Vec<Vec<Canon>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, c) in canons.into_iter().enumerate() {
+    for (i, mut c) in canons.into_iter().enumerate() {
+        c.worker = i % workers;
         groups[i % workers].push(c);
     }
     groups
@@ -86,13 +109,27 @@ fn host(group: Vec<Canon>, shared: Shared) {
         }
     };
     let local = tokio::task::LocalSet::new();
+    let pool = shared.pacer.as_ref().map(|_| Rc::new(Pool::default()));
+    let worker = group.first().map_or(0, |c| c.worker);
     let canons: Vec<_> = group
         .into_iter()
         .map(|canon| {
             let index = canon.info.index;
-            (index, local.spawn_local(canon.run(shared.clone())))
+            let pool = pool.clone();
+            (index, local.spawn_local(canon.run(shared.clone(), pool)))
         })
         .collect();
+    // After the canons: they take their places in the pool before the first iteration is due.
+    if let (Some(pacer), Some(pool)) = (&shared.pacer, &pool) {
+        let over = shared.clone();
+        local.spawn_local(crate::pace::dispatch(
+            Arc::clone(pacer),
+            Rc::clone(pool),
+            worker,
+            shared.started,
+            move || over.over(),
+        ));
+    }
     // A canon that panics (a bug of ours, never a script's error) is reported, not silently
     // gone: its turret goes `Aborted` with the message.
     local.block_on(&rt, async {
@@ -128,6 +165,10 @@ struct Sink {
     index: u64,
     /// Iterations this canon has run, across the script instances it had.
     done: Rc<std::cell::Cell<u64>>,
+    /// The open model: the pool this canon waits in, its place there, and how late the
+    /// iteration in flight began.
+    pace: Option<(Rc<Pool>, Rc<Slot>)>,
+    lag: std::cell::Cell<Option<f64>>,
 }
 
 impl Sink {
@@ -136,15 +177,35 @@ impl Sink {
     }
 
     fn finished(&self) -> bool {
-        self.shared.stop.load(Ordering::Relaxed)
-            || self.shared.data_stop.load(Ordering::Relaxed)
-            || self.shared.iterations.is_some_and(|n| self.done.get() >= n)
+        self.shared.over() || self.shared.iterations.is_some_and(|n| self.done.get() >= n)
     }
 }
 
 impl engine::Canon for Sink {
     fn keep_going(&self) -> bool {
         !self.finished() && self.wanted()
+    }
+
+    fn paced(&self) -> bool {
+        self.pace.is_some()
+    }
+
+    fn pace(&self) -> engine::LocalFuture<'_, bool> {
+        Box::pin(async move {
+            let Some((pool, slot)) = &self.pace else {
+                return true;
+            };
+            if self.finished() {
+                return false;
+            }
+            match pool.next(slot, false).await {
+                Some(due) => {
+                    self.lag.set(Some(due.elapsed().as_secs_f64()));
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     fn report(&self, it: Iteration) {
@@ -156,14 +217,14 @@ impl engine::Canon for Sink {
             error: it.error,
             custom_timers: it.timers,
             turret_name: Some(self.turret.clone()),
-            seq: None,
-            turret_uuid: None,
+            lag: self.lag.take(),
+            ..Default::default()
         }));
     }
 }
 
 impl Canon {
-    async fn run(self, shared: Shared) {
+    async fn run(self, shared: Shared, pool: Option<Rc<Pool>>) {
         let begin = tokio::time::Instant::from_std(shared.started + self.delay);
         // Wait out the rampup, but notice a stop meanwhile.
         while tokio::time::Instant::now() < begin {
@@ -175,11 +236,21 @@ impl Canon {
         }
         let events = shared.events.clone();
         let active = Arc::clone(&shared.active);
+        let pace = pool.map(|pool| (pool, Rc::new(Slot::default())));
+        if let Some((pool, slot)) = &pace {
+            // A canon of the pool loads its script only when first needed.
+            match pool.next(slot, true).await {
+                Some(due) => Pool::keep(slot, due),
+                None => return,
+            }
+        }
         let sink = Rc::new(Sink {
             shared,
             turret: self.info.turret.clone(),
             index: self.info.index,
             done: Rc::default(),
+            pace,
+            lag: Default::default(),
         });
         loop {
             // Wait until the shape wants this canon.
@@ -255,8 +326,10 @@ mod tests {
             target: Arc::new(AtomicU64::new(u64::MAX)),
             iterations: None,
             data_stop: Arc::default(),
+            pacer: None,
         };
         let canon = |index| Canon {
+            worker: 0,
             info: CanonInfo {
                 index,
                 canons: 2,

@@ -10,8 +10,12 @@ pub struct Config {
     pub name: String,
     /// The canons started: the most the shape asks for.
     pub cannons: u64,
-    /// Its load shape and iterations (`cannons`/`canons`, `rampup`, `stages`, cycles).
+    /// Its load shape and iterations (`cannons`/`canons`, `rampup`, `stages`, cycles,
+    /// `arrival_rate`).
     pub plan: protocol::Plan,
+    /// Ours, written by the HQ for a global `load`: the turret follows the HQ's `load`
+    /// commands (its plan is then a pool of canons, none wanted until the first command).
+    pub follow: bool,
     /// Its test data (`data`), read once.
     pub data: Vec<(
         protocol::data::DataSpec,
@@ -127,11 +131,17 @@ impl Config {
                 script: script_path,
             });
         }
-        let plan =
-            protocol::Plan::from_entry(&raw, "", None).map_err(|source| ConfigError::Shape {
-                path: path.to_owned(),
-                source,
-            })?;
+        let shape_error = |source| ConfigError::Shape {
+            path: path.to_owned(),
+            source,
+        };
+        let (plan, follow) = match raw.get("follow_load") {
+            Some(v) => (protocol::Plan::following(v).map_err(shape_error)?, true),
+            None => (
+                protocol::Plan::from_entry(&raw, "", None).map_err(shape_error)?,
+                false,
+            ),
+        };
         let data = match raw.get("data") {
             None => Vec::new(),
             Some(v) => protocol::data::specs(v, "data")
@@ -167,6 +177,7 @@ impl Config {
             name: string("name")?,
             cannons: plan.shape.pool(),
             plan,
+            follow,
             data,
             turret_index: turret_index as usize,
             turret_count: turret_count.max(1) as usize,

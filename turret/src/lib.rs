@@ -10,7 +10,9 @@
 //! sockets, what the HQ announced and when it was last heard, and secure mode (sealing what
 //! goes out, ignoring whatever its HQ did not seal). `health` owns the CPU figure a heartbeat
 //! carries. `data` owns the feeders that hand CSV rows to canons (`oct.data` in Lua). `canon` owns
-//! one virtual user's loop on its own thread; it never touches a socket. `engine` owns the script
+//! one virtual user's loop on its own thread; it never touches a socket. `pace` owns the open
+//! model: each worker thread's dispatcher that starts iterations on the schedule of an
+//! `arrival_rate`, hands them to its pool of canons and counts what it had to drop. `engine` owns the script
 //! engines behind the `Engine`/`Script` traits (`engine::lua`); `http` owns the HTTP client that
 //! Lua scripts get.
 
@@ -21,6 +23,7 @@ pub mod engine;
 mod health;
 mod http;
 mod link;
+pub mod pace;
 pub mod run;
 
 pub use config::{Config, ConfigError};

@@ -11,7 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Command, Heartbeat, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH, EXT_SEQ,
+    Command, Heartbeat, LoadTarget, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH,
+    EXT_LOAD, EXT_SEQ,
 };
 use serde_json::Value;
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::engine::{self, CanonInfo, Engine};
 use crate::health::CpuMeter;
 use crate::link::Link;
+use crate::pace::Pacer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TurretError {
@@ -48,6 +50,8 @@ struct Test {
     target: Arc<AtomicU64>,
     /// `stop` was asked for: the canons are finishing their iterations.
     stopping: bool,
+    /// The open model's schedule and counts.
+    pacer: Option<Arc<Pacer>>,
 }
 
 struct Turret {
@@ -72,6 +76,10 @@ struct Turret {
     cpu: CpuMeter,
     /// The last batch frame's buffer, reused.
     frame: Vec<u8>,
+    /// The generation of the last `load` command applied, in this HQ session.
+    load_generation: u64,
+    /// Iterations the last open-model test started and dropped (its `ready` says them).
+    arrivals: Option<(u64, u64)>,
 }
 
 /// Runs a turret until `kill`.
@@ -104,6 +112,8 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         next_heartbeat: Instant::now(),
         last_pass: Instant::now(),
         frame: Vec::new(),
+        load_generation: 0,
+        arrivals: None,
     };
     // Load the script once now, so a broken script is reported before any test.
     if let Err(e) = turret.engine.check() {
@@ -159,6 +169,20 @@ impl Turret {
             results_sent: (ext && self.state == TurretState::Ready && self.sent > 0)
                 .then_some(self.sent),
             done: (ext && self.state == TurretState::Ready && self.done).then_some(true),
+            iterations_started: None,
+            iterations_dropped: None,
+        };
+        let status = match self.arrivals {
+            Some((started, dropped))
+                if self.state == TurretState::Ready && self.link.ext(EXT_LOAD) =>
+            {
+                Status {
+                    iterations_started: Some(started),
+                    iterations_dropped: Some(dropped),
+                    ..status
+                }
+            }
+            _ => status,
         };
         self.link.send(&Message::Status(status).encode())?;
         Ok(())
@@ -201,6 +225,7 @@ impl Turret {
             self.begin_stop();
         }
         self.sent = 0;
+        self.load_generation = 0;
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), TurretError> {
@@ -216,16 +241,44 @@ impl Turret {
                 self.exit_after_stop = true;
                 self.begin_stop();
             }
+            Command::Load(target) => self.on_load(target),
         }
         Ok(())
+    }
+
+    /// The HQ's part of a global shape for this turret: applied only if newer than the last.
+    fn on_load(&mut self, target: LoadTarget) {
+        if !self.config.follow || target.generation <= self.load_generation {
+            return;
+        }
+        self.load_generation = target.generation;
+        let Some(test) = self.test.as_ref().filter(|t| !t.stopping) else {
+            return;
+        };
+        if let (Some(pacer), Some(rate)) = (&test.pacer, target.rate) {
+            pacer.set_rate(test.started.elapsed().as_secs_f64(), rate);
+        }
+        if let (None, Some(cannons)) = (&test.pacer, target.cannons) {
+            test.target.store(cannons, Ordering::Relaxed);
+        }
     }
 
     fn start(&mut self) -> Result<(), TurretError> {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicU64::new(0));
-        let target = Arc::new(AtomicU64::new(u64::MAX));
+        // A turret that follows the HQ's `load` runs nothing until told.
+        let target = Arc::new(AtomicU64::new(if self.config.follow {
+            0
+        } else {
+            u64::MAX
+        }));
         let n = self.config.cannons;
+        let workers = self.config.workers.clamp(1, n.max(1) as usize);
+        let pacer = match &self.config.plan.shape {
+            protocol::Shape::Arrival(a) => Some(Arc::new(Pacer::new(a.schedule(), workers))),
+            _ => None,
+        };
         let step = Duration::from_secs(self.config.rampup_secs).div_f64(n as f64);
         let feeders = Arc::new(crate::data::Feeders::new(
             &self.config.data,
@@ -233,9 +286,14 @@ impl Turret {
             self.config.turret_count,
         ));
         let canons: Vec<Canon> = (0..n)
-            .map(|i| Canon {
-                info: self.canon_info(i, &feeders),
-                delay: step * i as u32,
+            .map(|i| {
+                // A pool of canons waits for its dispatcher, not for a rampup.
+                let delay = if pacer.is_some() {
+                    Duration::ZERO
+                } else {
+                    step * i as u32
+                };
+                Canon::new(self.canon_info(i, &feeders), delay)
             })
             .collect();
         let shared = Shared {
@@ -247,8 +305,9 @@ impl Turret {
             target: Arc::clone(&target),
             iterations: self.config.plan.iterations,
             data_stop: Arc::clone(&feeders.stop),
+            pacer: pacer.clone(),
         };
-        let canons = canon::spawn_workers(canons, self.config.workers, &shared)
+        let canons = canon::spawn_workers(canons, workers, &shared)
             .map_err(|e| TurretError::Script(format!("starting canon threads: {e}")))?;
         // Counts belong to the HQ session (a test restarted after the HQ was away goes on
         // counting); an OCT HQ has none, so each of its tests counts alone.
@@ -257,6 +316,7 @@ impl Turret {
         }
         self.abort_message = None;
         self.done = false;
+        self.arrivals = None;
         self.test = Some(Test {
             data_stop: Arc::clone(&feeders.stop),
             started,
@@ -265,6 +325,7 @@ impl Turret {
             active,
             target,
             stopping: false,
+            pacer,
         });
         self.follow_shape();
         self.state = TurretState::Running;
@@ -284,7 +345,11 @@ impl Turret {
     fn follow_shape(&mut self) {
         let Some(test) = &self.test else { return };
         let shape = &self.config.plan.shape;
-        if !matches!(shape, protocol::Shape::Constant { .. }) && !test.stopping {
+        let own = !matches!(
+            shape,
+            protocol::Shape::Constant { .. } | protocol::Shape::Arrival(_)
+        );
+        if own && !self.config.follow && !test.stopping {
             let now = shape.target_at(test.started.elapsed().as_secs_f64());
             test.target.store(now, Ordering::Relaxed);
         }
@@ -318,6 +383,12 @@ impl Turret {
             for c in test.canons {
                 let _ = c.join();
             }
+            self.arrivals = test.pacer.as_ref().map(|p| {
+                (
+                    p.started.load(Ordering::Relaxed),
+                    p.dropped.load(Ordering::Relaxed),
+                )
+            });
             // Every canon has sent its last event: forward them all before `ready`.
             self.forward_events(usize::MAX)?;
             if self.state == TurretState::Running {
@@ -381,8 +452,25 @@ impl Turret {
             cannons_target: self
                 .test
                 .as_ref()
+                .filter(|t| t.pacer.is_none())
                 .map(|t| t.target.load(Ordering::Relaxed).min(self.config.cannons)),
             cpu: self.cpu.sample(),
+            ..Default::default()
+        };
+        let beat = if self.link.ext(EXT_LOAD) {
+            let pacer = self
+                .test
+                .as_ref()
+                .and_then(|t| Some((t.started, t.pacer.as_ref()?)));
+            Heartbeat {
+                load_generation: self.config.follow.then_some(self.load_generation),
+                arrival_rate: pacer.map(|(at, p)| p.rate_at(at.elapsed().as_secs_f64())),
+                iterations_started: pacer.map(|(_, p)| p.started.load(Ordering::Relaxed)),
+                iterations_dropped: pacer.map(|(_, p)| p.dropped.load(Ordering::Relaxed)),
+                ..beat
+            }
+        } else {
+            beat
         };
         self.link.send(&Message::Heartbeat(beat).encode())?;
         Ok(())
@@ -392,6 +480,7 @@ impl Turret {
     fn forward_events(&mut self, limit: usize) -> Result<(), TurretError> {
         let seq = self.link.ext(EXT_SEQ);
         let batch = self.link.ext(EXT_BATCH);
+        let lag = self.link.ext(EXT_LOAD);
         let mut pending: Vec<TestResult> = Vec::new();
         let mut pending_bytes = 0;
         let mut n = 0;
@@ -410,6 +499,9 @@ impl Turret {
                         }
                         r.error.truncate(cut);
                         r.error.push_str("… (cut at 64 KiB)");
+                    }
+                    if !lag {
+                        r.lag = None;
                     }
                     if seq {
                         r.seq = Some(self.sent);

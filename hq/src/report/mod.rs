@@ -2,6 +2,7 @@
 //! graphs again as SVG files beside it, and `summary.json` for machines. Computed in one
 //! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
 
+mod arrivals;
 mod scan;
 pub mod svg;
 mod turrets;
@@ -161,6 +162,8 @@ struct Page {
     per_turret: Vec<BreakdownView>,
     /// Active vs wanted canons over the run, when heartbeats reported them.
     canons_svg: Option<String>,
+    /// Open model: the arrival rate wanted, started and dropped over the run.
+    arrivals_svg: Option<String>,
     series: Vec<SeriesView>,
     error_rows: Vec<ErrorView>,
     errors_truncated: bool,
@@ -361,6 +364,12 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         let (v, s) = series_view(0, &mut scan.all, interval, origin);
         series.push(v);
         summaries.push(("All transactions".to_owned(), s));
+        if let Some(mut c) = arrivals::corrected(&conn, db, interval)? {
+            let name = c.name.clone();
+            let (v, s) = series_view(scan.timers.len() + 1, &mut c, interval, origin);
+            series.push(v);
+            summaries.push((name, s));
+        }
         for (i, t) in scan.timers.iter_mut().enumerate() {
             let (v, s) = series_view(i + 1, t, interval, origin);
             series.push(v);
@@ -373,6 +382,13 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         Some((svg, rows)) => (Some(svg), Some(rows)),
         None => (None, None),
     };
+
+    let arrivals = arrivals::read(&conn, db, origin)?;
+    // The exact count is the turrets' final word (the HQ's `oct_run`); the heartbeats' last
+    // one is a lower bound.
+    let dropped_iterations: Option<u64> = meta(&conn, "dropped_iterations")
+        .and_then(|v| v.parse().ok())
+        .or_else(|| arrivals.as_ref().and_then(|a| a.json["dropped"].as_u64()));
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -464,6 +480,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         turrets,
         per_turret,
         canons_svg,
+        arrivals_svg: arrivals.as_ref().map(|a| a.svg.clone()),
         series,
         errors_truncated: distinct_errors > MAX_ERROR_ROWS,
         error_rows,
@@ -494,6 +511,9 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     if let Some(svg) = &page.canons_svg {
         write(&graphs.join("canons.svg"), svg)?;
     }
+    if let Some(svg) = &page.arrivals_svg {
+        write(&graphs.join("arrivals.svg"), svg)?;
+    }
     let html_path = dir.join("results.html");
     write(&html_path, &html)?;
 
@@ -513,6 +533,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "lost": lost,
         "turrets": page.turrets.iter().map(|t| t.json.clone()).collect::<Vec<_>>(),
         "canons": canons,
+        "dropped_iterations": dropped_iterations,
+        "arrivals": arrivals.map(|a| a.json),
         "series": summaries.iter().map(|(name, s)| json!({
             "name": name, "count": s.count, "min": s.min, "avg": s.avg, "p50": s.p50,
             "p80": s.p80, "p90": s.p90, "p95": s.p95, "p99": s.p99, "p999": s.p999,

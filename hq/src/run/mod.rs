@@ -22,6 +22,7 @@ use crate::summary::{Rejected, Summary, TurretSummary};
 use crate::transport::is_loopback;
 use turrets::Turret;
 
+mod load;
 mod turrets;
 use crate::transport::{Sockets, TransportError};
 
@@ -84,8 +85,6 @@ impl From<zmq::Error> for RunError {
 const STATUS_REQUEST_EVERY: Duration = Duration::from_millis(500);
 /// Longest the receive loop blocks, so lifecycle deadlines are met promptly.
 const POLL_MS: i64 = 50;
-/// How often the progress line is refreshed while results flow.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Results handed to the writer at once at most.
 const BATCH_ROWS: usize = 4096;
 /// Samples of rejected messages kept per kind.
@@ -121,6 +120,8 @@ struct Hq<'a> {
     opener: Option<Opener>,
     /// When the frame being handled arrived (one clock read per frame, not per result).
     now: Instant,
+    /// The global shape's `load` commands: the last generation sent, and when.
+    steering: load::Steering,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -211,6 +212,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         },
         opener: c.secret.as_ref().map(|s| Opener::for_hq(s, session)),
         now: Instant::now(),
+        steering: load::Steering::default(),
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),
@@ -247,7 +249,8 @@ impl Hq<'_> {
         while Instant::now() < deadline && self.opts.shutdown.presses() == 0 {
             // Keep asking, so a turret that connects now is found and started (late join).
             self.tick_status_requests()?;
-            self.receive(deadline.min(Instant::now() + PROGRESS_EVERY))?;
+            self.receive(deadline.min(Instant::now() + load::EVERY))?;
+            self.steer()?;
             self.progress();
             if self.all_aborted() {
                 self.console
@@ -391,18 +394,12 @@ impl Hq<'_> {
 
     fn progress(&mut self) {
         let elapsed = self.run_started.map(|s| s.elapsed()).unwrap_or_default();
-        // Canons active against what the shapes ask for, from the last heartbeats.
-        let watched = self.turrets.iter().filter(|t| t.health.heartbeats > 0);
-        let canons = watched.fold(None, |acc: Option<(u64, u64)>, t| {
-            let (a, w) = acc.unwrap_or((0, 0));
-            let wanted = t.cannons_target.unwrap_or(t.health.cannons_active);
-            Some((a + t.health.cannons_active, w + wanted))
-        });
+        let load = self.load_line(elapsed.as_secs_f64());
         self.console.progress(
             elapsed,
             self.opts.config.run_time,
             self.turrets.iter().filter(|t| t.started).count(),
-            canons,
+            &load,
             (self.summary.transactions, self.summary.errors),
         );
     }
@@ -596,6 +593,7 @@ impl Hq<'_> {
             epoch: r.epoch,
             custom_timers,
             turret_name: r.turret_name.unwrap_or_else(|| protocol::NONAME.to_owned()),
+            lag: r.lag,
         });
     }
 
@@ -653,6 +651,10 @@ impl Hq<'_> {
                 heartbeats: t.health.heartbeats,
                 cpu_max: t.health.cpu_max,
                 cpu_suspect: t.health.cpu_suspect,
+                iterations: match (t.status.iterations_started, t.status.iterations_dropped) {
+                    (Some(s), Some(d)) => Some((s, d)),
+                    _ => t.arrivals.map(|a| (a.started, a.dropped)),
+                },
             };
             self.writer.send(Op::TurretCount {
                 uuid: turret.uuid.clone(),

@@ -22,6 +22,10 @@ pub(super) struct Turret {
     pub(super) done: bool,
     /// What its shape asked for at its last heartbeat.
     pub(super) cannons_target: Option<u64>,
+    /// Its heartbeats say it follows `load` commands (a global shape).
+    pub(super) follows_load: bool,
+    /// Open model: its schedule at its last heartbeat.
+    pub(super) arrivals: Option<store::Arrivals>,
 }
 
 /// A turret is sent a start or stop of its own at most this often.
@@ -88,6 +92,18 @@ impl Hq<'_> {
             self.liveness_changed(i, change.to, change.silent_secs);
         }
         self.turrets[i].cannons_target = h.cannons_target;
+        self.turrets[i].follows_load = h.load_generation.is_some();
+        let arrivals = match (h.arrival_rate, h.iterations_started, h.iterations_dropped) {
+            (Some(rate), Some(started), Some(dropped)) => Some(store::Arrivals {
+                rate,
+                started,
+                dropped,
+            }),
+            _ => None,
+        };
+        if arrivals.is_some() {
+            self.turrets[i].arrivals = arrivals;
+        }
         if self.phase != Phase::Waiting {
             let _ = self.writer.send(Op::Canons {
                 uuid: h.uuid.clone(),
@@ -95,6 +111,7 @@ impl Hq<'_> {
                 epoch: chrono::Utc::now().timestamp_micros() as f64 / 1e6,
                 active: h.cannons_active,
                 target: h.cannons_target,
+                arrivals,
             });
         }
         if suspect {
@@ -135,6 +152,8 @@ impl Hq<'_> {
                     nudged: None,
                     done: false,
                     cannons_target: None,
+                    follows_load: false,
+                    arrivals: None,
                 });
                 let i = self.turrets.len() - 1;
                 if phase == Phase::Running && s.status == TurretState::Ready {
@@ -187,8 +206,12 @@ impl Hq<'_> {
         }
         // A later status without the count (a status_request answer) keeps the one reported.
         let sent = s.results_sent.or(t.status.results_sent);
+        let started = s.iterations_started.or(t.status.iterations_started);
+        let dropped = s.iterations_dropped.or(t.status.iterations_dropped);
         t.status = s;
         t.status.results_sent = sent;
+        t.status.iterations_started = started;
+        t.status.iterations_dropped = dropped;
         self.writer.send(Op::Turret(row))?;
         Ok(())
     }

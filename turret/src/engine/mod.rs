@@ -46,6 +46,15 @@ pub struct Iteration {
 pub trait Canon {
     fn keep_going(&self) -> bool;
     fn report(&self, iteration: Iteration);
+    /// The open model: the canon waits for its schedule before each iteration.
+    fn paced(&self) -> bool {
+        false
+    }
+    /// Waits until this canon's next iteration is due; false: the test is over. Engines call
+    /// it before each iteration when [`Canon::paced`].
+    fn pace(&self) -> LocalFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// One canon's instance of the user script. The engine owns the loop (setup, timed run,

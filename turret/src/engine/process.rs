@@ -315,6 +315,9 @@ impl Script for ProcessScript {
             'workers: while canon.keep_going() {
                 let mut worker = Worker::start(&self.launch, &self.info).await?;
                 while canon.keep_going() {
+                    if canon.paced() && !canon.pace().await {
+                        return Ok(());
+                    }
                     match worker.iteration().await {
                         Ok(it) => {
                             failures = 0;

@@ -1,0 +1,77 @@
+local clock = ...
+local co_yield = coroutine.yield
+-- Let the canons beside this one run: the driver resumes at once after a turn.
+local function yield_now() co_yield("oct:yield") end
+local pcall, setmetatable, type, next = pcall, setmetatable, type, next
+
+-- A script's own coroutines may call http.* and oct.sleep too: what they yield for the turret
+-- ("oct:…") is passed up to the canon's driver, and its answer handed back down, so the
+-- script's coroutine.resume only ever sees the script's own yields.
+local co_resume, co_status, co_create, co_close = coroutine.resume, coroutine.status, coroutine.create, coroutine.close
+local OURS = {["oct:http"] = true, ["oct:sleep"] = true, ["oct:yield"] = true}
+local function pass(co, ok, tag, ...)
+  if ok and OURS[tag] and co_status(co) == "suspended" then
+    return pass(co, co_resume(co, co_yield(tag, ...)))
+  end
+  return ok, tag, ...
+end
+function coroutine.resume(co, ...)
+  return pass(co, co_resume(co, ...))
+end
+local resume, error = coroutine.resume, error
+local function unwrap(co, ok, ...)
+  if not ok then
+    co_close(co)
+    error((...), 0)
+  end
+  return ...
+end
+function coroutine.wrap(f)
+  local co = co_create(f)
+  return function(...) return unwrap(co, resume(co, ...)) end
+end
+
+local T = {}
+T.__index = T
+function T:timer(name, fn, ...)
+  local t0 = clock()
+  local r = table.pack(fn(...))
+  self.custom_timers[name] = clock() - t0
+  return table.unpack(r, 1, r.n)
+end
+return function(setup, run, tear_down, go, report, paced)
+  local n = 0
+  -- One `t` for the canon's life, its timers table replaced only once used: an iteration
+  -- that times nothing leaves nothing for the collector.
+  local t = setmetatable({custom_timers = {}}, T)
+  while go do
+    -- The open model: wait for this canon's next iteration to be due (false: the test is over).
+    if paced then
+      go = co_yield("oct:pace")
+      if not go then break end
+    end
+    local err, phase = nil, nil
+    local elapsed = 0
+    if setup then
+      local ok, e = pcall(setup)
+      if not ok then err, phase = e, "setup" end
+    end
+    if err == nil then
+      local t0 = clock()
+      local ok, e = pcall(run, t)
+      elapsed = clock() - t0
+      if not ok then err = e end
+    end
+    if tear_down then
+      local ok, e = pcall(tear_down)
+      if not ok and err == nil then err, phase = e, "tear_down" end
+    end
+    local timers = t.custom_timers
+    -- Sends the result; says whether to go on.
+    go = report(elapsed, err, phase, timers)
+    if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
+    -- A script that never awaits (no I/O, no sleep) must not starve the canons beside it.
+    n = n + 1
+    if n % 64 == 0 then yield_now() end
+  end
+end

@@ -1,0 +1,278 @@
+use std::cell::RefCell;
+
+use super::*;
+
+/// Stops after `n` iterations and keeps what was reported.
+struct Collect {
+    n: usize,
+    got: RefCell<Vec<Iteration>>,
+}
+
+impl Canon for Collect {
+    fn keep_going(&self) -> bool {
+        self.got.borrow().len() < self.n
+    }
+    fn report(&self, iteration: Iteration) {
+        self.got.borrow_mut().push(iteration);
+    }
+}
+
+fn load(src: &str) -> Result<Box<dyn Script>, ScriptError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.lua");
+    std::fs::write(&path, src).unwrap();
+    let info = CanonInfo {
+        index: 3,
+        canons: 4,
+        turret: "nav".into(),
+        context: serde_json::json!({"user": "bob"}),
+        config: serde_json::json!({}),
+        data: Default::default(),
+    };
+    LuaEngine::read(&path)?.load(&info)
+}
+
+fn iterate(src: &str, n: usize) -> Vec<Iteration> {
+    let script = load(src).unwrap();
+    let canon = Rc::new(Collect {
+        n,
+        got: RefCell::new(Vec::new()),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new()
+        .block_on(&rt, script.run_loop(canon.clone()))
+        .unwrap();
+    let got = canon.got.borrow().clone();
+    got
+}
+
+#[test]
+fn canons_sharing_a_thread_keep_their_globals_and_locals_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.lua");
+    std::fs::write(
+        &path,
+        r#"
+        local count = 0
+        mine = oct.canon
+        function run(t)
+          count = count + 1
+          total = (total or 0) + 1
+          _G.via_g = (_G.via_g or 0) + 1
+          load("loaded = (loaded or 0) + 1")()
+          assert(count == total and total == via_g and via_g == loaded,
+                 count .. " " .. total .. " " .. via_g .. " " .. loaded)
+          assert(mine == oct.canon and string.format("%d", 7) == "7")
+          t.custom_timers.count = count
+          t.custom_timers.canon = oct.canon
+        end
+        "#,
+    )
+    .unwrap();
+    let engine = LuaEngine::read(&path).unwrap();
+    let info = |index| CanonInfo {
+        index,
+        canons: 2,
+        turret: "nav".into(),
+        context: serde_json::json!({}),
+        config: serde_json::json!({}),
+        data: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = (
+        engine.load(&info(0)).unwrap(),
+        engine.load(&info(1)).unwrap(),
+    );
+    let collect = |n| {
+        Rc::new(Collect {
+            n,
+            got: RefCell::new(Vec::new()),
+        })
+    };
+    let (ca, cb) = (collect(3), collect(2));
+    let local = tokio::task::LocalSet::new();
+    local.spawn_local(a.run_loop(ca.clone()));
+    local.spawn_local(b.run_loop(cb.clone()));
+    rt.block_on(local);
+    let counts = |c: &Collect| -> Vec<(f64, f64)> {
+        c.got
+            .borrow()
+            .iter()
+            .map(|i| {
+                assert_eq!(i.error, "");
+                (i.timers[0].1, i.timers[1].1)
+            })
+            .collect()
+    };
+    // (canon, count) per iteration: each canon counts from 1 on its own.
+    assert_eq!(counts(&ca), [(0.0, 1.0), (0.0, 2.0), (0.0, 3.0)]);
+    assert_eq!(counts(&cb), [(1.0, 1.0), (1.0, 2.0)]);
+    // And the libraries were loaded once for both.
+    SHARED.with(|s| assert_eq!(s.borrow().as_ref().unwrap().engine, engine.id));
+}
+
+#[test]
+fn a_scripts_own_coroutines_may_call_http_and_sleep() {
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+    let server = crate::http::test_server::Server::start(vec![ok.clone(), ok.clone(), ok]);
+    let got = iterate(
+        &format!(
+            r#"
+            local url = "{}"
+            function run(t)
+              local gen = coroutine.wrap(function()
+                for i = 1, 2 do
+                  local r = http.get(url)
+                  oct.sleep(0.001)
+                  coroutine.yield(r.body .. i)
+                end
+              end)
+              local a, b = gen(), gen()
+              assert(a == "ok1" and b == "ok2", tostring(a) .. " " .. tostring(b))
+              local co = coroutine.create(function(x)
+                local inner = coroutine.wrap(function() return http.get(url).status end)
+                return x + 1, inner()
+              end)
+              local ok, v, status = coroutine.resume(co, 41)
+              assert(ok and v == 42 and status == 200, tostring(v))
+              assert(coroutine.status(co) == "dead")
+              local ok2, e = pcall(coroutine.wrap(function() error("inner boom") end))
+              assert(not ok2 and e:find("inner boom"), e)
+            end
+            "#,
+            server.url("/")
+        ),
+        1,
+    );
+    assert_eq!(got[0].error, "");
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn timers_errors_and_builtins() {
+    let got = iterate(
+        r#"
+        local n = 0
+        function run(t)
+          n = n + 1
+          local v = t:timer("work", function(a) oct.sleep(0.001) return a * 2 end, 21)
+          assert(v == 42)
+          t.custom_timers["direct"] = 0.5
+          assert(oct.canon == 3 and oct.turret == "nav" and oct.context.user == "bob")
+          assert(json.decode(json.encode({a = 1})).a == 1)
+          if n == 2 then error("second run fails") end
+        end
+        "#,
+        3,
+    );
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].error, "");
+    assert_eq!(got[1].error, "s.lua:10: second run fails");
+    for it in &got {
+        // Timers of this iteration only, failed or not, in name order.
+        assert_eq!(it.timers.len(), 2);
+        assert_eq!(it.timers[0], ("direct".to_owned(), 0.5));
+        assert_eq!(it.timers[1].0, "work");
+        assert!(
+            it.timers[1].1 >= 0.001 && it.timers[1].1 < 0.5,
+            "{:?}",
+            it.timers
+        );
+        assert!(it.scriptrun_time >= it.timers[1].1);
+    }
+}
+
+#[test]
+fn load_errors_are_clear() {
+    let e = load("function run(t) end end").err().unwrap();
+    assert!(e.0.starts_with("s.lua:1:"), "{}", e.0);
+    let e = load("x = 1").err().unwrap();
+    assert!(
+        e.0.ends_with("s.lua: the script defines no run(t) function"),
+        "{}",
+        e.0
+    );
+    let e = load("error('top level boom')").err().unwrap();
+    assert_eq!(e.0, "s.lua:1: top level boom");
+    // http.* yields to the canon's driver: not possible at top level, and said so.
+    let e = load("http.get('http://127.0.0.1:9/')\nfunction run(t) end")
+        .err()
+        .unwrap();
+    assert!(
+        e.0.contains("attempt to yield from outside a coroutine"),
+        "{}",
+        e.0
+    );
+}
+
+#[test]
+fn setup_and_tear_down_errors_are_named() {
+    let got = iterate(
+        "local n = 0\nfunction setup() n = n + 1; if n == 1 then error('s') end end\n\
+         function run(t) end\nfunction tear_down() if n == 2 then error('td') end end",
+        3,
+    );
+    let errors: Vec<&str> = got.iter().map(|i| i.error.as_str()).collect();
+    assert_eq!(errors, ["setup: s.lua:2: s", "tear_down: s.lua:4: td", ""]);
+    assert_eq!(
+        got[0].scriptrun_time, 0.0,
+        "run() did not run after a failed setup"
+    );
+}
+
+#[test]
+fn a_failed_request_is_an_error_result_naming_the_url() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let got = iterate(
+        &format!("function run(t) http.get('http://127.0.0.1:{port}/x', {{timeout = 2}}) end"),
+        1,
+    );
+    assert!(
+        got[0].error.starts_with(&format!(
+            "GET http://127.0.0.1:{port}/x: connecting to 127.0.0.1:{port}:"
+        )),
+        "{}",
+        got[0].error
+    );
+}
+
+#[test]
+fn http_options_reach_the_server_and_the_response_reaches_the_script() {
+    let server = crate::http::test_server::Server::start(vec![
+        "HTTP/1.1 201 Created\r\nX-Req: 7\r\nContent-Length: 4\r\n\r\ndone".into(),
+    ]);
+    let got = iterate(
+        &format!(
+            r#"
+            function run(t)
+              local r = http.post("{}", nil, {{
+                query = {{q = "a b", n = 2}}, headers = {{["X-Mine"] = "m"}},
+                json = {{k = "v"}}, timeout = 5}})
+              assert(r.status == 201, r.status)
+              assert(r.body == "done", r.body)
+              assert(r.headers["x-req"] == "7", r.headers["x-req"])
+            end
+            "#,
+            server.url("/api?z=0")
+        ),
+        1,
+    );
+    assert_eq!(got[0].error, "");
+    let host = format!("127.0.0.1:{}", server.port);
+    assert_eq!(
+        server.requests(),
+        [format!(
+            "POST /api?z=0&n=2&q=a%20b HTTP/1.1\r\nHost: {host}\r\nX-Mine: m\r\n\
+             Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{{\"k\":\"v\"}}"
+        )]
+    );
+}
