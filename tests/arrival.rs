@@ -280,3 +280,38 @@ fn a_turret_that_joins_a_global_shape_late_takes_its_part_of_it() {
     });
     drop(hq);
 }
+
+#[test]
+fn an_executable_script_is_paced_by_the_schedule_too() {
+    // A worker process (the JSON-lines protocol) gets each `iteration` line when it is due.
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/executable/test_scripts/user.sh"),
+    )
+    .unwrap();
+    let mut c = config(
+        2.0,
+        1,
+        json!([{"name": "shell", "script": "user.sh",
+                "arrival_rate": {"rate": 50, "max_cannons": 4}}]),
+    );
+    c["heartbeat_interval"] = json!(0.2);
+    let p = Project::new(c);
+    p.write("user.sh", &script);
+    std::fs::set_permissions(
+        p.path().join("user.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = run_local(&p);
+    let (started, dropped) = iterations(&out);
+    // 50/s for 2 s; its first iterations wait for the worker processes to start.
+    assert!((90..=102).contains(&(started + dropped)), "{out}");
+    assert!(started >= 80, "{out}");
+    let rows = count_rows(&p.db(), "SELECT count(*) FROM result") as u64;
+    assert_eq!(rows, started, "{out}");
+    assert_eq!(
+        count_rows(&p.db(), "SELECT count(*) FROM oct_lag") as u64,
+        rows
+    );
+}
