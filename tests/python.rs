@@ -365,3 +365,71 @@ fn the_real_oct_hq_runs_a_test_with_our_turret() {
         1
     );
 }
+
+#[test]
+fn in_a_global_shape_the_real_oct_turret_runs_its_share_and_ours_follows_the_rest() {
+    let bin = real_oct_turrets();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("project");
+    std::fs::create_dir_all(p.join("test_scripts")).unwrap();
+    std::fs::copy(fixture_script(), p.join("test_scripts/v_user.py")).unwrap();
+    let [publish, rc, ext] = free_ports::<3>();
+    let config = json!({
+        "run_time": 4, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+        "publish_port": publish, "rc_port": rc, "external_publisher": ext, "min_turrets": 2,
+        "drain_timeout": 8, "heartbeat_interval": 0.2,
+        "load": {"cannons": 6},
+        "turrets": [
+            {"name": "real-oct", "script": "test_scripts/v_user.py"},
+            {"name": "ours", "script": "test_scripts/v_user.py", "weight": 1}
+        ]
+    });
+    std::fs::write(p.join("config.json"), config.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oct"))
+        .args(["pack-turrets", p.to_str().unwrap(), "--python"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = tmp.path().join("out");
+    let mut hq = Proc::spawn(oct_run(&p, &results, &[]));
+    hq.hq_ports();
+    let mut real = Command::new(bin.join("oct-turrets-start"));
+    real.args(["--tar", p.join("real-oct.tar.gz").to_str().unwrap()])
+        .current_dir(tmp.path());
+    let _real = Proc::spawn(real);
+    let _ours = Proc::spawn(oct(&[
+        "turret",
+        "--tar",
+        p.join("ours.tar.gz").to_str().unwrap(),
+    ]));
+    let (status, text) = hq.wait_exit(T);
+    assert!(status.success(), "{text}");
+    let db = results.join("results.sqlite");
+    // OCT's turret knows only `cannons`: its half of 6, from start to stop.
+    assert_eq!(
+        count_rows(&db, "SELECT cannons FROM turret WHERE name = 'real-oct'"),
+        3
+    );
+    assert!(
+        count_rows(
+            &db,
+            "SELECT count(*) FROM result WHERE turret_name = 'Noname'"
+        ) >= 20
+    );
+    // Ours follows the HQ, which gives it what the shape asks beyond OCT's 3.
+    let last_target = count_rows(
+        &db,
+        "SELECT target FROM oct_canons WHERE name = 'ours' AND target IS NOT NULL ORDER BY epoch DESC LIMIT 1",
+    );
+    assert_eq!(last_target, 3, "{text}");
+    assert!(
+        count_rows(
+            &db,
+            "SELECT count(*) FROM result WHERE turret_name = 'ours'"
+        ) >= 20
+    );
+}

@@ -84,6 +84,10 @@ impl TurretEntry {
         for (k, v) in &self.load_keys {
             out.insert(k.clone(), v.clone());
         }
+        if !self.load_keys.is_empty() {
+            // OCT's turrets read `rampup` too.
+            out.entry("rampup").or_insert_with(|| 0.into());
+        }
         out.insert("hq_address".into(), config.hq_address.clone().into());
         out.insert("hq_publisher".into(), publish_port.into());
         out.insert("hq_rc".into(), rc_port.into());

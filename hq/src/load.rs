@@ -6,7 +6,8 @@
 //! Each turret's packed config gets `follow_load` (`{"model": "closed" | "open", "pool": n}`):
 //! our turrets then run what the HQ's `load` commands say. It also gets `cannons`, its share of
 //! the most the shape asks for, which is all an OCT turret (no extension `load`) reads: it runs
-//! that many for the whole test, outside the split.
+//! that many for the whole test, and in a closed-model shape the followers share what the
+//! target asks beyond them.
 
 use serde_json::{json, Map, Value};
 
@@ -83,8 +84,10 @@ impl GlobalLoad {
         out
     }
 
-    /// What each following turret (by its weight) gets `secs` after the start.
-    pub fn split(&self, secs: f64, weights: &[f64]) -> Vec<Share> {
+    /// What each following turret (by its weight) gets `secs` after the start; `fixed`
+    /// canons run in turrets that do not follow (OCT's: their `cannons`, all along), and the
+    /// followers share what the closed-model target asks beyond them.
+    pub fn split(&self, secs: f64, weights: &[f64], fixed: u64) -> Vec<Share> {
         match &self.plan.shape {
             Shape::Arrival(a) => {
                 let rate = a.schedule().rate_at(secs);
@@ -94,7 +97,7 @@ impl GlobalLoad {
                     .map(|w| Share::Rate(if total > 0.0 { rate * w / total } else { 0.0 }))
                     .collect()
             }
-            shape => split_whole(shape.target_at(secs), weights)
+            shape => split_whole(shape.target_at(secs).saturating_sub(fixed), weights)
                 .into_iter()
                 .map(Share::Cannons)
                 .collect(),
@@ -153,9 +156,15 @@ mod tests {
         .unwrap();
         assert_eq!(g.duration_secs(), Some(8.0));
         assert_eq!(
-            g.split(2.0, &[1.0, 1.0]),
+            g.split(2.0, &[1.0, 1.0], 0),
             [Share::Cannons(5), Share::Cannons(5)]
         );
+        // An OCT turret running 4 canons of its own: the followers share the other 6.
+        assert_eq!(
+            g.split(2.0, &[1.0, 1.0], 4),
+            [Share::Cannons(3), Share::Cannons(3)]
+        );
+        assert_eq!(g.split(0.3, &[1.0], 4), [Share::Cannons(0)]);
         let keys = g.entry_keys(0.5);
         assert_eq!(keys["cannons"], 10);
         assert_eq!(keys["follow_load"], json!({"model": "closed", "pool": 20}));
@@ -165,7 +174,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            open.split(1.0, &[2.0, 1.0]),
+            open.split(1.0, &[2.0, 1.0], 0),
             [Share::Rate(200.0), Share::Rate(100.0)]
         );
         assert_eq!(

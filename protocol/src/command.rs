@@ -65,22 +65,34 @@ pub enum Command {
     Stop,
     /// End the turret process.
     Kill,
-    /// Extension ([`crate::EXT_LOAD`]), on a turret's own channel: its part of the test's
-    /// global shape, as an absolute target.
-    Load(LoadTarget),
+    /// Extension ([`crate::EXT_LOAD`]): every following turret's part of the test's global
+    /// shape, as absolute targets.
+    Load(LoadTargets),
 }
 
-/// What the HQ wants of one turret now: canons, or an arrival rate. Each command carries a
-/// generation that only grows: a turret applies a `load` newer than the last it applied and
-/// ignores any other, so a lost, repeated or reordered command can never double the load —
-/// the next one, sent every few hundred milliseconds, says the whole truth again.
+/// What the HQ wants of each following turret now, by uuid: canons (a closed-model shape) or
+/// iterations per second (an open-model one). One frame for every turret on the empty
+/// channel: OCT's turrets, which subscribe to everything and parse a frame whole as JSON,
+/// ignore an unknown command but would fail on an addressed one. A turret missing from the
+/// map is wanted for nothing. The generation only grows: a turret applies a `load` newer than
+/// the last it applied and ignores any other, so a lost, repeated or reordered command can
+/// never double the load — the next one, 100 ms later, says the whole truth again.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadTarget {
+pub struct LoadTargets {
     pub generation: u64,
-    /// Canons wanted now (a closed-model shape).
-    pub cannons: Option<u64>,
-    /// Iterations per second wanted from now on (an open-model shape).
-    pub rate: Option<f64>,
+    /// The open model: the targets are rates.
+    pub rates: bool,
+    pub targets: Vec<(String, f64)>,
+}
+
+impl LoadTargets {
+    /// What `uuid` is asked for: canons, or a rate (0 when it is not in the map).
+    pub fn of(&self, uuid: &str) -> f64 {
+        self.targets
+            .iter()
+            .find(|(u, _)| u == uuid)
+            .map_or(0.0, |(_, t)| *t)
+    }
 }
 
 /// A decoded command frame: the channel it was published on (empty for "every turret", or a
@@ -133,15 +145,25 @@ impl Command {
             Command::Start => "\"open fire\"".to_owned(),
             Command::Stop => "\"premature stop\"".to_owned(),
             Command::Load(l) => {
-                let mut out = format!("{{\"generation\":{}", l.generation);
-                if let Some(c) = l.cannons {
-                    out.push_str(&format!(",\"cannons\":{c}"));
-                }
-                if let Some(r) = l.rate.filter(|r| r.is_finite()) {
-                    out.push_str(&format!(",\"rate\":{}", serde_json::Value::from(r)));
-                }
-                out.push('}');
-                out
+                let targets: serde_json::Map<String, Value> = l
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| t.is_finite())
+                    .map(|(u, t)| {
+                        let v = if l.rates {
+                            Value::from(*t)
+                        } else {
+                            Value::from(t.max(0.0).round() as u64)
+                        };
+                        (u.clone(), v)
+                    })
+                    .collect();
+                format!(
+                    "{{\"generation\":{},\"{}\":{}}}",
+                    l.generation,
+                    if l.rates { "rates" } else { "cannons" },
+                    Value::Object(targets)
+                )
             }
         }
     }
@@ -196,22 +218,26 @@ impl Command {
     }
 }
 
-fn load_from(json: &str) -> Result<LoadTarget, DecodeError> {
+fn load_from(json: &str) -> Result<LoadTargets, DecodeError> {
     let v: Value = serde_json::from_str(json).map_err(json_error)?;
     let msg = v.get("msg").ok_or(DecodeError::MissingField("msg"))?;
     let generation = msg
         .get("generation")
         .and_then(Value::as_u64)
         .ok_or(DecodeError::MissingField("generation"))?;
-    let cannons = msg.get("cannons").and_then(Value::as_u64);
-    let rate = msg
-        .get("rate")
-        .and_then(Value::as_f64)
-        .filter(|r| *r >= 0.0);
-    Ok(LoadTarget {
+    let (rates, map) = match (msg.get("cannons"), msg.get("rates")) {
+        (Some(Value::Object(m)), None) => (false, m),
+        (None, Some(Value::Object(m))) => (true, m),
+        _ => return Err(DecodeError::MissingField("cannons")),
+    };
+    let targets = map
+        .iter()
+        .filter_map(|(u, t)| Some((u.clone(), t.as_f64().filter(|t| *t >= 0.0)?)))
+        .collect();
+    Ok(LoadTargets {
         generation,
-        cannons,
-        rate,
+        rates,
+        targets,
     })
 }
 
@@ -286,31 +312,32 @@ mod tests {
     }
 
     #[test]
-    fn load_targets_round_trip_on_a_turret_channel() {
+    fn load_targets_are_one_frame_for_every_turret() {
         for (target, frame) in [
             (
-                LoadTarget {
+                LoadTargets {
                     generation: 7,
-                    cannons: Some(5),
-                    rate: None,
+                    rates: false,
+                    targets: vec![("u1".into(), 5.0), ("u2".into(), 3.0)],
                 },
-                r#"u1 {"command":"load","msg":{"generation":7,"cannons":5}}"#,
+                r#" {"command":"load","msg":{"generation":7,"cannons":{"u1":5,"u2":3}}}"#,
             ),
             (
-                LoadTarget {
+                LoadTargets {
                     generation: 8,
-                    cannons: None,
-                    rate: Some(12.5),
+                    rates: true,
+                    targets: vec![("u1".into(), 12.5)],
                 },
-                r#"u1 {"command":"load","msg":{"generation":8,"rate":12.5}}"#,
+                r#" {"command":"load","msg":{"generation":8,"rates":{"u1":12.5}}}"#,
             ),
         ] {
-            let c = Command::Load(target);
-            assert_eq!(String::from_utf8(c.encode_on("u1")).unwrap(), frame);
+            let c = Command::Load(target.clone());
+            assert_eq!(s(&c), frame);
             assert_eq!(Command::decode(frame.as_bytes()).unwrap().command, c);
+            assert_eq!(target.of("u3"), 0.0);
         }
         assert_eq!(
-            Command::decode(br#"u1 {"command":"load","msg":{"cannons":5}}"#),
+            Command::decode(br#" {"command":"load","msg":{"cannons":{}}}"#),
             Err(DecodeError::MissingField("generation"))
         );
     }

@@ -42,7 +42,7 @@ mod seal;
 mod shape;
 
 pub use arrival::{Arrival, Schedule};
-pub use command::{Announce, Command, CommandFrame, LoadTarget};
+pub use command::{Announce, Command, CommandFrame, LoadTargets};
 pub use message::{
     split_batch, DecodeError, Heartbeat, Message, Status, TestResult, Timers, TurretState,
 };
@@ -67,8 +67,8 @@ pub const EXT_BATCH: &str = "batch";
 /// firing when their HQ has been silent for `hq_timeout_ms`.
 pub const EXT_HEARTBEAT: &str = "heartbeat";
 
-/// Extension: the HQ splits a global `load` shape across turrets and sends each its part as
-/// an absolute, generation-numbered [`LoadTarget`] (command `load`, on the turret's channel);
+/// Extension: the HQ splits a global `load` shape across turrets and sends their parts as
+/// absolute, generation-numbered [`LoadTargets`] (command `load`, one frame for all, by uuid);
 /// a turret that follows them says `load_generation` in its heartbeats. In open-model tests,
 /// results carry their schedule `lag`, heartbeats the rate and the iterations started and
 /// dropped, and the final `ready` the exact counts.

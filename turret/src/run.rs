@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Command, Heartbeat, LoadTarget, Message, Status, TestResult, TurretState, BATCH_MAX, EXT_BATCH,
-    EXT_LOAD, EXT_SEQ,
+    Command, Heartbeat, LoadTargets, Message, Status, TestResult, TurretState, BATCH_MAX,
+    EXT_BATCH, EXT_LOAD, EXT_SEQ,
 };
 use serde_json::Value;
 
@@ -247,19 +247,20 @@ impl Turret {
     }
 
     /// The HQ's part of a global shape for this turret: applied only if newer than the last.
-    fn on_load(&mut self, target: LoadTarget) {
-        if !self.config.follow || target.generation <= self.load_generation {
+    fn on_load(&mut self, load: LoadTargets) {
+        if !self.config.follow || load.generation <= self.load_generation {
             return;
         }
-        self.load_generation = target.generation;
+        self.load_generation = load.generation;
         let Some(test) = self.test.as_ref().filter(|t| !t.stopping) else {
             return;
         };
-        if let (Some(pacer), Some(rate)) = (&test.pacer, target.rate) {
-            pacer.set_rate(test.started.elapsed().as_secs_f64(), rate);
-        }
-        if let (None, Some(cannons)) = (&test.pacer, target.cannons) {
-            test.target.store(cannons, Ordering::Relaxed);
+        let mine = load.of(self.link.uuid());
+        match (&test.pacer, load.rates) {
+            (Some(pacer), true) => pacer.set_rate(test.started.elapsed().as_secs_f64(), mine),
+            (None, false) => test.target.store(mine.round() as u64, Ordering::Relaxed),
+            // A model other than this turret's: not meant for it.
+            _ => {}
         }
     }
 

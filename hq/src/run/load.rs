@@ -3,13 +3,14 @@
 //!
 //! Every [`EVERY`] the HQ computes the global target, splits it by weight over the turrets that
 //! follow `load` (their heartbeats say so) and are neither lost nor out of the test, and sends
-//! each its part on its own channel with the next generation. A turret that joins late, or is
+//! every part in one frame (by uuid, on the empty channel) with the next generation; turrets that do not follow
+//! (OCT's) run their `cannons` all along, and the followers share the rest. A turret that joins late, or is
 //! lost, changes the split at the next pass; a lost or reordered command is repaired by the
 //! next one, and never adds to the load, since each says the whole target.
 
 use std::time::{Duration, Instant};
 
-use protocol::{Command, LoadTarget, TurretState};
+use protocol::{Command, LoadTargets, TurretState};
 
 use super::{Hq, Phase, RunError};
 use crate::load::Share;
@@ -35,15 +36,21 @@ impl Hq<'_> {
         }
         self.steering.next = Some(now + EVERY);
         let secs = self.run_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let firing = |t: &super::Turret| {
+            t.started
+                && !t.health.is_lost()
+                && !matches!(t.status.status, TurretState::Aborted | TurretState::Killed)
+        };
         let followers: Vec<usize> = (0..self.turrets.len())
-            .filter(|&i| {
-                let t = &self.turrets[i];
-                t.started
-                    && t.follows_load
-                    && !t.health.is_lost()
-                    && !matches!(t.status.status, TurretState::Aborted | TurretState::Killed)
-            })
+            .filter(|&i| firing(&self.turrets[i]) && self.turrets[i].follows_load)
             .collect();
+        // OCT's turrets run their `cannons` whatever the shape says.
+        let fixed: u64 = self
+            .turrets
+            .iter()
+            .filter(|t| firing(t) && !t.follows_load)
+            .map(|t| t.status.cannons)
+            .sum();
         let weights: Vec<f64> = followers
             .iter()
             .map(|&i| {
@@ -55,23 +62,24 @@ impl Hq<'_> {
                     .map_or(1.0, |e| e.weight)
             })
             .collect();
-        let shares = load.split(secs, &weights);
+        let shares = load.split(secs, &weights, fixed);
         self.steering.generation += 1;
-        for (i, share) in followers.into_iter().zip(shares) {
-            let target = LoadTarget {
-                generation: self.steering.generation,
-                cannons: match share {
-                    Share::Cannons(n) => Some(n),
-                    Share::Rate(_) => None,
-                },
-                rate: match share {
-                    Share::Rate(r) => Some(r),
-                    Share::Cannons(_) => None,
-                },
-            };
-            let uuid = &self.turrets[i].status.uuid;
-            self.sockets.send_on(uuid, &Command::Load(target))?;
-        }
+        let targets = followers
+            .into_iter()
+            .zip(shares)
+            .map(|(i, share)| {
+                let t = match share {
+                    Share::Cannons(n) => n as f64,
+                    Share::Rate(r) => r,
+                };
+                (self.turrets[i].status.uuid.clone(), t)
+            })
+            .collect();
+        self.sockets.broadcast(&Command::Load(LoadTargets {
+            generation: self.steering.generation,
+            rates: load.open(),
+            targets,
+        }))?;
         Ok(())
     }
 

@@ -122,6 +122,9 @@ struct Hq<'a> {
     now: Instant,
     /// The global shape's `load` commands: the last generation sent, and when.
     steering: load::Steering,
+    /// The console said once that commands to one turret alone are not sent (an OCT turret
+    /// is among them).
+    warned_addressed: bool,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -213,6 +216,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         opener: c.secret.as_ref().map(|s| Opener::for_hq(s, session)),
         now: Instant::now(),
         steering: load::Steering::default(),
+        warned_addressed: false,
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),

@@ -61,6 +61,23 @@ impl Hq<'_> {
             return Ok(());
         }
         self.turrets[i].nudged = Some(now);
+        // OCT's turrets subscribe to every channel and parse a frame whole as JSON: one
+        // addressed to another turret would abort theirs. With one among them, none is sent.
+        if let Some(oct) = self
+            .turrets
+            .iter()
+            .find(|t| t.health.liveness == Liveness::Unmonitored)
+        {
+            if !self.warned_addressed {
+                self.warned_addressed = true;
+                let (name, oct) = (&self.turrets[i].status.turret, &oct.status.turret);
+                self.console.warn(&format!(
+                    "not sending `{}` to turret {name} alone: turret {oct} (OCT's, no heartbeats) would fail on a command addressed to another turret",
+                    command.name()
+                ));
+            }
+            return Ok(());
+        }
         let uuid = self.turrets[i].status.uuid.clone();
         if matches!(command, Command::Start) {
             self.sockets
