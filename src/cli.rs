@@ -32,6 +32,34 @@ pub enum Cmd {
     ResultsToCsv(CsvArgs),
     /// Start a turret (what oct-turrets-start does).
     Turret(TurretArgs),
+    /// Every run under PROJECT/results/, newest first, with its figures and gate.
+    History(HistoryArgs),
+    /// Two runs side by side per series; exits 99 when NEW regressed beyond the tolerance.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The project folder (its results/ holds the runs, ours or OCT's).
+    pub project: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The base run: a result folder, a results.sqlite, or `last` / `last~N` (of --project).
+    pub base: String,
+    /// The new run, as BASE.
+    pub new: String,
+    /// How much worse NEW may be before it is a regression (latencies and error rate higher,
+    /// rps lower), in percent.
+    #[arg(long, default_value = "10%", value_name = "PERCENT")]
+    pub tolerance: String,
+    /// The project whose results/ `last` and `last~N` name.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub project: PathBuf,
+    /// Also write the comparison as an HTML page with both runs' graphs overlaid.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +109,9 @@ pub struct RunArgs {
     /// Also start every turret of the config on this machine, and stop them at the end.
     #[arg(long)]
     pub local: bool,
+    /// Write the thresholds' outcomes as JUnit XML (one testcase per threshold and series).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +123,9 @@ pub struct RebuildArgs {
     /// The results database (default RESULTS_DIR/results.sqlite).
     #[arg(short = 'f', long = "results-file", value_name = "SQLITE")]
     pub results_file: Option<PathBuf>,
+    /// Write the thresholds' outcomes (of CONFIG_FILE, evaluated again) as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! The `oct` binaries: parse the command line, build the checked options of the crates, call one
-//! function, map the outcome to an exit code (0 ok, 1 the test failed its thresholds, 2 usage or
-//! setup error). Diagnostics go to stderr as `oct: …`; results to stdout.
+//! function, map the outcome to an exit code (0 ok, 2 usage or setup error, 99 the test failed
+//! its thresholds or `compare` found a regression). Diagnostics go to stderr as `oct: …`; results to stdout.
 //!
 //! # Layout
 //!
@@ -106,7 +106,51 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
             Ok(0)
         }
         Cmd::Turret(args) => turret(args),
+        Cmd::History(args) => {
+            if !args.project.is_dir() {
+                bail!("{}: no such project folder", args.project.display());
+            }
+            print!("{}", hq::history::history_table(&args.project, 1)?);
+            Ok(0)
+        }
+        Cmd::Compare(args) => compare(args),
     }
+}
+
+fn compare(args: cli::CompareArgs) -> Result<u8> {
+    let t = args.tolerance.trim();
+    let tolerance = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| *x >= 0.0 && x.is_finite())
+        .with_context(|| format!("--tolerance {t:?}: expected a percentage such as 10%"))?
+        / 100.0;
+    let base = hq::history::resolve(&args.base, &args.project)?;
+    let new = hq::history::resolve(&args.new, &args.project)?;
+    let (base, new) = (
+        hq::history::Digest::read(&base, 1)?,
+        hq::history::Digest::read(&new, 1)?,
+    );
+    let rows = hq::compare::compare(&base, &new, tolerance);
+    println!(
+        "base: {}\nnew:  {}",
+        base.database.display(),
+        new.database.display()
+    );
+    println!("{}", hq::compare::table(&rows, tolerance));
+    if let Some(file) = &args.html {
+        std::fs::write(file, hq::compare::html(&rows, &base, &new, tolerance))
+            .with_context(|| format!("{}: writing the comparison", file.display()))?;
+        eprintln!("oct: comparison: {}", file.display());
+    }
+    Ok(if rows.iter().any(|r| r.regression) {
+        hq::gate::FAILED_EXIT
+    } else {
+        0
+    })
 }
 
 fn turret(args: cli::TurretArgs) -> Result<u8> {
@@ -146,7 +190,35 @@ fn rebuild(args: cli::RebuildArgs) -> Result<u8> {
         .unwrap_or_else(|| args.results_dir.join("results.sqlite"));
     let out = report(&config, &args.results_dir, &database)?;
     println!("{}", out.html.display());
-    Ok(0)
+    gate(&out.thresholds, args.junit.as_deref(), &config)
+}
+
+/// Prints the ✓/✗ table, writes the JUnit file, and says the exit code: 99 when a threshold
+/// failed.
+fn gate(outcomes: &[hq::gate::Outcome], junit: Option<&Path>, config: &hq::Config) -> Result<u8> {
+    if outcomes.is_empty() {
+        if junit.is_some() {
+            eprintln!("oct: warning: --junit: the config has no thresholds; nothing written");
+        }
+        return Ok(0);
+    }
+    println!("{}", hq::gate::table(outcomes));
+    if let Some(file) = junit {
+        let suite = config
+            .path
+            .parent()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "oct".to_owned());
+        std::fs::write(file, hq::gate::junit(outcomes, &suite))
+            .with_context(|| format!("{}: writing the JUnit file", file.display()))?;
+        eprintln!("oct: JUnit: {}", file.display());
+    }
+    Ok(if outcomes.iter().all(|o| o.passed) {
+        0
+    } else {
+        hq::gate::FAILED_EXIT
+    })
 }
 
 /// Renders the report of `database` into `dir` and says where it is.
@@ -164,6 +236,7 @@ fn report(config: &hq::Config, dir: &Path, database: &Path) -> Result<hq::report
         config_turrets: &config.turrets,
         css: hq::report::css_for_project(project),
         progress: true,
+        thresholds: &config.thresholds,
     };
     let out = hq::report::render(&input)?;
     eprintln!(
@@ -215,10 +288,29 @@ fn run(args: RunArgs) -> Result<u8> {
     };
     let summary = hq::run(&opts)?;
     println!("{summary}");
-    if !args.no_results {
-        report(&opts.config, &opts.results_dir, &summary.database)?;
+    let c = &opts.config;
+    let outcomes = if !args.no_results {
+        report(c, &opts.results_dir, &summary.database)?.thresholds
+    } else if !c.thresholds.is_empty() {
+        hq::report::evaluate_thresholds(
+            &summary.database,
+            c.results_ts_interval_secs,
+            &c.thresholds,
+        )?
+    } else {
+        Vec::new()
+    };
+    let code = gate(&outcomes, args.junit.as_deref(), c)?;
+    if !outcomes.is_empty() || summary.aborted_by.is_some() {
+        let passed = code == 0 && summary.aborted_by.is_none();
+        hq::history::record_gate(&summary.database, passed)?;
     }
-    Ok(0)
+    // A test an `abort_on_fail` threshold ended has failed, whatever the others say.
+    Ok(if summary.aborted_by.is_some() {
+        hq::gate::FAILED_EXIT
+    } else {
+        code
+    })
 }
 
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {

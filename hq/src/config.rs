@@ -39,6 +39,8 @@ pub struct Config {
     pub bind_address: Option<String>,
     /// Ours: one shape for the whole test (`load`), split across turrets by `weight`.
     pub load: Option<crate::load::GlobalLoad>,
+    /// Ours: the pass/fail gate (`thresholds`).
+    pub thresholds: crate::gate::Thresholds,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
 }
@@ -176,6 +178,10 @@ impl Config {
             ),
         };
         let global = load.is_some();
+        let thresholds = match raw.get("thresholds") {
+            None => crate::gate::Thresholds::default(),
+            Some(v) => crate::gate::Thresholds::parse(v).map_err(|e| c.invalid(&e.key, e.why))?,
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let mut turrets: Vec<TurretEntry> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -360,6 +366,7 @@ impl Config {
             cpu_warning_pct,
             bind_address,
             load,
+            thresholds,
             raw,
         };
         let ports = [

@@ -31,12 +31,23 @@
 //! library) and summary.json, computed in one pass over any results.sqlite (ours or OCT's);
 //! `csv` owns OCT's CSV export.
 //!
+//! `gate` owns the pass/fail gate: config.json's `thresholds` (`gate::expr` parses one),
+//! evaluated on a finished run (through `report`'s scan) and, for `abort_on_fail` ones, live
+//! during it (`gate::live`, fed by `run`); the ✓/✗ table and the JUnit XML.
+//!
+//! `history` owns what is known of a finished run (a `Digest`, read by the report's scan) and
+//! `oct history`'s table; `compare` owns `oct compare`: two digests side by side, regressions
+//! beyond a tolerance, as text and as a page with both runs' graphs overlaid.
+//!
 //! `summary` owns the numbers a run ends with; `console` owns what the operator sees while it
 //! runs; `local` owns the child turret processes of `oct run --local`.
 
+pub mod compare;
 pub mod config;
 mod console;
 pub mod csv;
+pub mod gate;
+pub mod history;
 pub mod liveness;
 pub mod load;
 pub mod local;

@@ -108,7 +108,13 @@ impl Interval {
     }
 
     pub fn summary(&self) -> Summary {
-        let q = |q: f64| self.hist.value_at_quantile(q) as f64 / 1e6;
+        // A histogram bucket's top may lie past the largest value seen: never show more.
+        let (lo, hi) = (self.moments.min, self.moments.max);
+        let q = |q: f64| {
+            (self.hist.value_at_quantile(q) as f64 / 1e6)
+                .max(lo)
+                .min(hi)
+        };
         summary_from(
             &self.moments,
             [q(0.5), q(0.8), q(0.9), q(0.95), q(0.99), q(0.999)],
@@ -220,6 +226,29 @@ impl Series {
         self.exact.is_some()
     }
 
+    /// The `q` quantile (0 to 1), exact while the series fits its buffer.
+    pub fn quantile(&mut self, q: f64) -> f64 {
+        match &mut self.exact {
+            Some(values) => {
+                values.sort_by(f64::total_cmp);
+                interpolated(values, q)
+            }
+            None => self.hist.value_at_quantile(q) as f64 / 1e6,
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.moments.mean()
+    }
+
+    pub fn min(&self) -> f64 {
+        self.moments.min
+    }
+
+    pub fn max(&self) -> f64 {
+        self.moments.max
+    }
+
     pub fn summary(&mut self) -> Summary {
         let p = match &mut self.exact {
             Some(values) => {
@@ -232,13 +261,28 @@ impl Series {
     }
 }
 
-/// Rounds to 2 decimals the way the report's tables show numbers.
-pub fn two_decimals(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.2}")
-    } else {
-        "-".to_owned()
+/// A latency in seconds with 3 significant digits in a unit that fits: `45.2 µs`, `0.412 ms`,
+/// `12.3 ms`, `1.20 s`.
+pub fn latency(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "-".to_owned();
     }
+    if secs == 0.0 {
+        return "0 ms".to_owned();
+    }
+    // Round to 3 significant digits first: 0.99996 s is `1.00 s`, not `1000 ms`.
+    let mag = secs.abs().log10().floor();
+    let step = 10f64.powf(mag - 2.0);
+    let rounded = (secs / step).round() * step;
+    let (value, unit) = if rounded.abs() < 1e-4 {
+        (rounded * 1e6, "µs")
+    } else if rounded.abs() < 1.0 {
+        (rounded * 1e3, "ms")
+    } else {
+        (rounded, "s")
+    };
+    let digits = (2 - (value.abs().log10() + 1e-9).floor() as i32).clamp(0, 6) as usize;
+    format!("{value:.digits$} {unit}")
 }
 
 #[cfg(test)]
@@ -269,8 +313,33 @@ mod tests {
         // sample stdev: sum of squared deviations 52.725 / 9
         let want = (52.725f64 / 9.0).sqrt();
         assert!((m.stdev.unwrap() - want).abs() < 1e-12, "{:?}", m.stdev);
-        assert_eq!(two_decimals(m.stdev.unwrap()), "2.42");
-        assert_eq!(two_decimals(m.p95), "7.65");
+        assert_eq!(latency(m.stdev.unwrap()), "2.42 s");
+        assert_eq!(latency(m.p95), "7.65 s");
+    }
+
+    #[test]
+    fn latencies_keep_three_significant_digits() {
+        let shown: Vec<String> = [
+            0.000_045_2,
+            0.000_412,
+            0.0123,
+            0.412,
+            1.2,
+            12.34,
+            0.0,
+            0.099_99,
+            0.999_96,
+        ]
+        .iter()
+        .map(|s| latency(*s))
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "45.2 µs", "0.412 ms", "12.3 ms", "412 ms", "1.20 s", "12.3 s", "0 ms", "100 ms",
+                "1.00 s"
+            ]
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Summary {
     pub timers: Vec<(String, u64)>,
     pub rejected: Vec<Rejected>,
     pub turrets: Vec<TurretSummary>,
+    /// Why an `abort_on_fail` threshold ended the test early.
+    pub aborted_by: Option<String>,
 }
 
 impl Summary {
@@ -76,6 +78,7 @@ impl Summary {
             timers: Vec::new(),
             rejected: Vec::new(),
             turrets: Vec::new(),
+            aborted_by: None,
         }
     }
 
@@ -129,6 +132,9 @@ impl Summary {
                     .unwrap_or_else(|| "unknown".into()),
             ),
         ];
+        if let Some(why) = &self.aborted_by {
+            meta.push(("aborted_by", why.clone()));
+        }
         if let Some((started, dropped)) = self.iterations() {
             meta.push(("iterations_started", started.to_string()));
             meta.push(("dropped_iterations", dropped.to_string()));
@@ -147,6 +153,9 @@ impl fmt::Display for Summary {
         writeln!(f, "errors: {}", self.errors)?;
         writeln!(f, "start: {}", ts(&self.start))?;
         writeln!(f, "finish: {}", ts(&self.finish))?;
+        if let Some(why) = &self.aborted_by {
+            writeln!(f, "aborted: {why}")?;
+        }
         for (name, n) in &self.timers {
             writeln!(f, "timer {name:?}: {n}")?;
         }

@@ -546,3 +546,37 @@ pub fn real_oct_hq() -> PathBuf {
     std::fs::write(bin.join(".complete"), "").unwrap();
     bin
 }
+
+/// A venv with junitparser (PyPI) in it, built once per target dir: a real JUnit XML parser
+/// of the kind CI servers use, to read what `--junit` writes. Returns its python.
+pub fn junitparser_python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junitparser-venv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", "import junitparser"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready() {
+        return python;
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 -m venv failed (python3-venv is needed)");
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "junitparser==3.2.0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install junitparser failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ready(), "junitparser does not import after pip install");
+    python
+}

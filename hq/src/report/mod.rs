@@ -3,7 +3,7 @@
 //! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
 
 mod arrivals;
-mod scan;
+pub(crate) mod scan;
 pub mod svg;
 mod turrets;
 
@@ -15,7 +15,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::json;
 
 use crate::config::TurretEntry;
-use crate::stats::{two_decimals, Series, Summary};
+use crate::gate::{Observed, Outcome, Thresholds};
+use crate::stats::{latency, Series, Summary};
 use scan::Scan;
 use turrets::TurretView;
 
@@ -49,6 +50,8 @@ pub struct ReportInput<'a> {
     pub css: String,
     /// Print progress while scanning (a long rebuild).
     pub progress: bool,
+    /// Evaluated on the run; their outcomes go into summary.json and the page.
+    pub thresholds: &'a Thresholds,
 }
 
 /// What was written.
@@ -57,6 +60,7 @@ pub struct ReportOutput {
     pub html: PathBuf,
     pub summary_json: PathBuf,
     pub transactions: u64,
+    pub thresholds: Vec<Outcome>,
 }
 
 /// The project's `templates/report.css` if it has one, else ours.
@@ -92,16 +96,16 @@ impl From<&Summary> for SummaryView {
     fn from(s: &Summary) -> Self {
         SummaryView {
             count: s.count,
-            min: two_decimals(s.min),
-            avg: two_decimals(s.avg),
-            p50: two_decimals(s.p50),
-            p80: two_decimals(s.p80),
-            p90: two_decimals(s.p90),
-            p95: two_decimals(s.p95),
-            p99: two_decimals(s.p99),
-            p999: two_decimals(s.p999),
-            max: two_decimals(s.max),
-            stdev: s.stdev.map_or_else(|| "-".to_owned(), two_decimals),
+            min: latency(s.min),
+            avg: latency(s.avg),
+            p50: latency(s.p50),
+            p80: latency(s.p80),
+            p90: latency(s.p90),
+            p95: latency(s.p95),
+            p99: latency(s.p99),
+            p999: latency(s.p999),
+            max: latency(s.max),
+            stdev: s.stdev.map_or_else(|| "-".to_owned(), latency),
         }
     }
 }
@@ -137,6 +141,26 @@ struct ErrorView {
     last: String,
 }
 
+struct ThresholdView {
+    passed: bool,
+    series: String,
+    threshold: String,
+    observed: String,
+    limit: String,
+}
+
+impl From<&Outcome> for ThresholdView {
+    fn from(o: &Outcome) -> Self {
+        ThresholdView {
+            passed: o.passed,
+            series: o.series.clone(),
+            threshold: o.threshold.clone(),
+            observed: o.observed_text(),
+            limit: o.shown(o.limit),
+        }
+    }
+}
+
 struct RejectedView {
     kind: String,
     count: u64,
@@ -168,6 +192,7 @@ struct Page {
     error_rows: Vec<ErrorView>,
     errors_truncated: bool,
     rejected: Vec<RejectedView>,
+    thresholds: Vec<ThresholdView>,
 }
 
 fn local_time(epoch: f64) -> String {
@@ -183,7 +208,7 @@ pub fn slug(i: usize, name: &str) -> String {
     format!("s{i}-{}", crate::file_safe(name))
 }
 
-fn db_error(path: &Path, e: impl std::fmt::Display) -> ReportError {
+pub(crate) fn db_error(path: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::Database {
         path: path.to_owned(),
         message: e.to_string(),
@@ -216,7 +241,7 @@ fn rows<T>(
         .map_err(|e| db_error(db, e))
 }
 
-fn meta(conn: &Connection, key: &str) -> Option<String> {
+pub(crate) fn meta(conn: &Connection, key: &str) -> Option<String> {
     if !table_exists(conn, "oct_run") {
         return None;
     }
@@ -249,13 +274,13 @@ fn series_view(i: usize, s: &mut Series, interval: u64, origin: f64) -> (SeriesV
             start: local_time(*start as f64),
             count: m.count,
             rate: format!("{:.2}", m.count as f64 / interval as f64),
-            min: two_decimals(m.min),
-            avg: two_decimals(m.avg),
-            p80: two_decimals(m.p80),
-            p90: two_decimals(m.p90),
-            p95: two_decimals(m.p95),
-            max: two_decimals(m.max),
-            stdev: m.stdev.map_or_else(|| "-".to_owned(), two_decimals),
+            min: latency(m.min),
+            avg: latency(m.avg),
+            p80: latency(m.p80),
+            p90: latency(m.p90),
+            p95: latency(m.p95),
+            max: latency(m.max),
+            stdev: m.stdev.map_or_else(|| "-".to_owned(), latency),
         });
     }
     // A true per-second rate: transactions that ended in each second, zeros included.
@@ -347,15 +372,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     }
     let interval = input.interval_secs.max(1);
     let mut scan = Scan::run(&conn, interval, input.progress).map_err(|e| db_error(db, e))?;
-    let (first, last) = (scan.first_epoch, scan.last_epoch);
-    let start_epoch = meta(&conn, "start")
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.timestamp_micros() as f64 / 1e6)
-        .or(first);
-    let finish_epoch = meta(&conn, "finish")
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.timestamp_micros() as f64 / 1e6)
-        .or(last);
+    let (start_epoch, finish_epoch) = window(&conn, &scan);
     let origin = start_epoch.unwrap_or(0.0).floor();
 
     let mut series = Vec::new();
@@ -384,11 +401,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     };
 
     let arrivals = arrivals::read(&conn, db, origin)?;
-    // The exact count is the turrets' final word (the HQ's `oct_run`); the heartbeats' last
-    // one is a lower bound.
-    let dropped_iterations: Option<u64> = meta(&conn, "dropped_iterations")
-        .and_then(|v| v.parse().ok())
-        .or_else(|| arrivals.as_ref().and_then(|a| a.json["dropped"].as_u64()));
+    let dropped_iterations = dropped(&conn, arrivals.as_ref());
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -397,9 +410,9 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
             name: name.clone(),
             count: m.count,
             errors: *errors,
-            min: two_decimals(m.min),
-            avg: two_decimals(m.mean()),
-            max: two_decimals(m.max),
+            min: latency(m.min),
+            avg: latency(m.mean()),
+            max: latency(m.max),
         })
         .collect();
     let mut by_count: Vec<(&String, &scan::ErrorStat)> = scan.error_messages.iter().collect();
@@ -453,10 +466,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     };
 
     let transactions = scan.all.count();
-    let run_secs = match (start_epoch, finish_epoch) {
-        (Some(a), Some(b)) if b >= a => Some(b - a),
-        _ => None,
-    };
+    let run_secs = duration(start_epoch, finish_epoch);
+    let outcomes = judge(input.thresholds, &mut scan, run_secs, dropped_iterations);
     let page = Page {
         title: input.title.clone(),
         css: input.css.clone(),
@@ -485,6 +496,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         errors_truncated: distinct_errors > MAX_ERROR_ROWS,
         error_rows,
         rejected,
+        thresholds: outcomes.iter().map(ThresholdView::from).collect(),
     };
     let html = page.render()?;
     let dir = input.results_dir;
@@ -535,6 +547,10 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "canons": canons,
         "dropped_iterations": dropped_iterations,
         "arrivals": arrivals.map(|a| a.json),
+        "thresholds": (!outcomes.is_empty()).then(|| json!({
+            "passed": outcomes.iter().all(|o| o.passed),
+            "results": outcomes.iter().map(Outcome::json).collect::<Vec<_>>(),
+        })),
         "series": summaries.iter().map(|(name, s)| json!({
             "name": name, "count": s.count, "min": s.min, "avg": s.avg, "p50": s.p50,
             "p80": s.p80, "p90": s.p90, "p95": s.p95, "p99": s.p99, "p999": s.p999,
@@ -550,5 +566,77 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         html: html_path,
         summary_json: summary_path,
         transactions,
+        thresholds: outcomes,
     })
+}
+
+/// When the run started and finished: our `oct_run`, else (OCT's databases) the first and last
+/// result.
+pub(crate) fn window(conn: &Connection, scan: &Scan) -> (Option<f64>, Option<f64>) {
+    let at = |key: &str| {
+        meta(conn, key)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.timestamp_micros() as f64 / 1e6)
+    };
+    (
+        at("start").or(scan.first_epoch),
+        at("finish").or(scan.last_epoch),
+    )
+}
+
+pub(crate) fn duration(start: Option<f64>, finish: Option<f64>) -> Option<f64> {
+    match (start, finish) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    }
+}
+
+/// The exact count is the turrets' final word (the HQ's `oct_run`); the heartbeats' last one is
+/// a lower bound.
+fn dropped(conn: &Connection, arrivals: Option<&arrivals::Arrivals>) -> Option<u64> {
+    meta(conn, "dropped_iterations")
+        .and_then(|v| v.parse().ok())
+        .or_else(|| arrivals.and_then(|a| a.json["dropped"].as_u64()))
+}
+
+fn judge(
+    thresholds: &Thresholds,
+    scan: &mut Scan,
+    duration_secs: Option<f64>,
+    dropped_iterations: Option<u64>,
+) -> Vec<Outcome> {
+    if thresholds.is_empty() {
+        return Vec::new();
+    }
+    crate::gate::evaluate(
+        thresholds,
+        &mut Observed {
+            all: &mut scan.all,
+            timers: &mut scan.timers,
+            errors: scan.errors,
+            duration_secs,
+            dropped_iterations,
+        },
+    )
+}
+
+/// The thresholds evaluated on `database` without writing a report (`oct run --no-results`).
+pub fn evaluate_thresholds(
+    database: &Path,
+    interval_secs: u64,
+    thresholds: &Thresholds,
+) -> Result<Vec<Outcome>, ReportError> {
+    let conn = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| db_error(database, e))?;
+    let mut scan =
+        Scan::run(&conn, interval_secs.max(1), false).map_err(|e| db_error(database, e))?;
+    let (start, finish) = window(&conn, &scan);
+    let arrivals = arrivals::read(&conn, database, start.unwrap_or(0.0).floor())?;
+    let dropped_iterations = dropped(&conn, arrivals.as_ref());
+    Ok(judge(
+        thresholds,
+        &mut scan,
+        duration(start, finish),
+        dropped_iterations,
+    ))
 }

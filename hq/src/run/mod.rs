@@ -125,6 +125,8 @@ struct Hq<'a> {
     /// The console said once that commands to one turret alone are not sent (an OCT turret
     /// is among them).
     warned_addressed: bool,
+    /// The `abort_on_fail` thresholds, fed every result.
+    live: Option<crate::gate::live::Live>,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -217,6 +219,10 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         now: Instant::now(),
         steering: load::Steering::default(),
         warned_addressed: false,
+        live: crate::gate::live::Live::new(
+            &c.thresholds,
+            Duration::from_secs(c.results_ts_interval_secs.max(1)),
+        ),
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),
@@ -266,6 +272,9 @@ impl Hq<'_> {
                     .info("every turret has run its iterations: ending the test early");
                 break;
             }
+            if self.threshold_failed() {
+                break;
+            }
         }
         if self.opts.shutdown.presses() >= 2 {
             return Ok(());
@@ -293,6 +302,34 @@ impl Hq<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether an `abort_on_fail` threshold has failed: the test is lost, end it now.
+    fn threshold_failed(&mut self) -> bool {
+        let Some(live) = &mut self.live else {
+            return false;
+        };
+        let elapsed = self.run_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let dropped = self
+            .turrets
+            .iter()
+            .filter_map(|t| t.arrivals.map(|a| a.dropped))
+            .reduce(|a, b| a + b);
+        let Some(failed) = live.check(elapsed, dropped) else {
+            return false;
+        };
+        let why = format!(
+            "threshold `{}` on {} failed (observed {}, limit {})",
+            failed.threshold,
+            failed.series,
+            failed.observed_text(),
+            failed.shown(failed.limit)
+        );
+        self.console.warn(&format!(
+            "{why}: it aborts the test, stopping at {elapsed:.1} s"
+        ));
+        self.summary.aborted_by = Some(why);
+        true
     }
 
     fn ready_turrets(&self) -> usize {
@@ -555,6 +592,9 @@ impl Hq<'_> {
     }
 
     fn on_result(&mut self, r: TestResult) {
+        if let Some(live) = &mut self.live {
+            live.add(&r);
+        }
         self.summary.transactions += 1;
         if !r.error.is_empty() {
             self.summary.errors += 1;

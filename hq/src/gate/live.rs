@@ -1,0 +1,101 @@
+//! The thresholds marked `abort_on_fail`, evaluated by the HQ while the test runs: every
+//! result of a series they name is kept in a [`Series`] of its own, and every interval (after
+//! each threshold's `delay`) the HQ asks whether one has failed; the first that has ends the
+//! test. Built only when such a threshold exists: otherwise the ingest path pays nothing.
+
+use std::time::{Duration, Instant};
+
+use protocol::TestResult;
+
+use super::{evaluate, Observed, Outcome, Thresholds, ALL, EVERY};
+use crate::stats::Series;
+
+pub struct Live {
+    aborting: Thresholds,
+    all: Series,
+    /// The custom timers the thresholds name (every one with `*`).
+    timers: Vec<Series>,
+    every_timer: bool,
+    errors: u64,
+    every: Duration,
+    next: Instant,
+}
+
+impl Live {
+    /// `None` when no threshold aborts.
+    pub fn new(thresholds: &Thresholds, every: Duration) -> Option<Live> {
+        let aborting = Thresholds(
+            thresholds
+                .0
+                .iter()
+                .filter(|t| t.abort_on_fail)
+                .cloned()
+                .collect(),
+        );
+        if aborting.is_empty() {
+            return None;
+        }
+        let every_timer = aborting.0.iter().any(|t| t.key == EVERY);
+        let mut timers: Vec<Series> = Vec::new();
+        for t in &aborting.0 {
+            if t.key != EVERY && t.key != super::RUN && !timers.iter().any(|s| s.name == t.key) {
+                timers.push(Series::new(&t.key, 1));
+            }
+        }
+        Some(Live {
+            aborting,
+            all: Series::new(ALL, 1),
+            timers,
+            every_timer,
+            errors: 0,
+            every,
+            next: Instant::now() + every,
+        })
+    }
+
+    pub fn add(&mut self, r: &TestResult) {
+        self.all.add(r.scriptrun_time, r.epoch);
+        if !r.error.is_empty() {
+            self.errors += 1;
+        }
+        for (name, secs) in &r.custom_timers {
+            match self.timers.iter_mut().find(|s| &s.name == name) {
+                Some(s) => s.add(*secs, r.epoch),
+                None if self.every_timer => {
+                    let mut s = Series::new(name, 1);
+                    s.add(*secs, r.epoch);
+                    self.timers.push(s);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Once per interval: the first aborting threshold that has failed, its delay past.
+    pub fn check(&mut self, elapsed_secs: f64, dropped: Option<u64>) -> Option<Outcome> {
+        let now = Instant::now();
+        if now < self.next {
+            return None;
+        }
+        self.next = now + self.every;
+        let due = Thresholds(
+            self.aborting
+                .0
+                .iter()
+                .filter(|t| elapsed_secs >= t.delay_secs)
+                .cloned()
+                .collect(),
+        );
+        let mut o = Observed {
+            all: &mut self.all,
+            timers: &mut self.timers,
+            errors: self.errors,
+            duration_secs: Some(elapsed_secs),
+            dropped_iterations: dropped,
+        };
+        // A series not seen yet has no data: not a failure while the test runs.
+        evaluate(&due, &mut o)
+            .into_iter()
+            .find(|o| o.observed.is_some() && !o.passed)
+    }
+}
