@@ -111,42 +111,64 @@ fn main() {
         bare.as_secs_f64()
     );
 
-    let out = tempfile::tempdir().unwrap();
-    let config = out.path().join("config.json");
-    std::fs::write(
-        &config,
-        r#"{"run_time": 3600, "results_ts_interval": 10, "testing": false, "progress_bar": false, "turrets": []}"#,
-    )
-    .unwrap();
-    let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oct"))
-        .args([
-            "rebuild-results",
-            out.path().to_str().unwrap(),
-            config.to_str().unwrap(),
-            "-f",
-            db.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let rebuild = |bin: &Path| -> (Duration, u64) {
+        let out = tempfile::tempdir().unwrap();
+        let config = out.path().join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"run_time": 3600, "results_ts_interval": 10, "testing": false, "progress_bar": false, "turrets": []}"#,
+        )
         .unwrap();
-    let mut peak = 0;
-    let status = loop {
-        if let Some(kb) = vm_hwm_kb(child.id()) {
-            peak = peak.max(kb);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
+        let t = Instant::now();
+        let mut child = Command::new(bin)
+            .args([
+                "rebuild-results",
+                out.path().to_str().unwrap(),
+                config.to_str().unwrap(),
+                "-f",
+                db.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut peak = 0;
+        let status = loop {
+            if let Some(kb) = vm_hwm_kb(child.id()) {
+                peak = peak.max(kb);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{} rebuild-results failed", bin.display());
+        (t.elapsed(), peak)
     };
-    let took = t.elapsed();
-    assert!(status.success());
-    println!(
-        "oct rebuild-results: {:>6.2} s = {:.2}x the bare scan, peak RSS {} MB",
-        took.as_secs_f64(),
-        took.as_secs_f64() / bare.as_secs_f64(),
-        peak / 1024
-    );
+    // OCT_BASELINE: another build's `oct` (an earlier commit), timed the same way in the same
+    // run, alternated with this one ROUNDS times (default 1).
+    let baseline = std::env::var_os("OCT_BASELINE").map(PathBuf::from);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..rounds {
+        let (took, peak) = rebuild(Path::new(env!("CARGO_BIN_EXE_oct")));
+        println!(
+            "oct rebuild-results: {:>6.2} s = {:.2}x the bare scan, peak RSS {} MB",
+            took.as_secs_f64(),
+            took.as_secs_f64() / bare.as_secs_f64(),
+            peak / 1024
+        );
+        if let Some(base) = &baseline {
+            let (was, peak) = rebuild(base);
+            println!(
+                "baseline {}: {:>6.2} s, peak RSS {} MB -> this build takes {:.2}x the baseline",
+                base.display(),
+                was.as_secs_f64(),
+                peak / 1024,
+                took.as_secs_f64() / was.as_secs_f64()
+            );
+        }
+    }
 }

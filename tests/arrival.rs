@@ -44,18 +44,15 @@ fn iterations(out: &str) -> (u64, u64) {
     (started.parse().unwrap(), dropped.trim().parse().unwrap())
 }
 
-fn report(project: &Project) -> Value {
-    let (status, text) = Proc::spawn(oct(&[
-        "rebuild-results",
-        project.results_dir().to_str().unwrap(),
-        project.path().join("config.json").to_str().unwrap(),
-    ]))
-    .wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "{text}");
-    serde_json::from_str(
-        &std::fs::read_to_string(project.results_dir().join("summary.json")).unwrap(),
-    )
-    .unwrap()
+/// The series of latencies from when iterations were due, in a report's summary.json.
+fn corrected(summary: &Value) -> Value {
+    summary["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().contains("coordinated omission"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no corrected series: {summary}"))
 }
 
 #[test]
@@ -89,7 +86,7 @@ fn two_hundred_a_second_for_five_seconds_start_a_thousand_iterations() {
     assert!(p99_lag_ms < 25, "p99 lag {p99_lag_ms} ms");
     // The progress line says the rate.
     assert!(out.contains("· arrivals 200/s, dropped 0"), "{out}");
-    let summary = report(&project);
+    let summary = project.rebuild();
     assert_eq!(summary["dropped_iterations"], 0, "{summary}");
     let per_second = summary["arrivals"]["per_second"].as_array().unwrap();
     assert!(per_second.len() >= 15, "{summary}");
@@ -99,12 +96,7 @@ fn two_hundred_a_second_for_five_seconds_start_a_thousand_iterations() {
             .any(|r| r[1] == 200.0 && r[2].as_f64().unwrap() > 150.0),
         "wanted 200/s and started about as many: {summary}"
     );
-    let corrected = summary["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"].as_str().unwrap().contains("coordinated omission"))
-        .unwrap_or_else(|| panic!("no corrected series: {summary}"));
+    let corrected = corrected(&summary);
     assert_eq!(corrected["count"].as_u64(), Some(started));
     assert!(corrected["p50"].as_f64().unwrap() >= 0.05, "{corrected}");
     let html = std::fs::read_to_string(project.results_dir().join("results.html")).unwrap();
@@ -136,15 +128,9 @@ fn a_target_slower_than_the_pool_drops_iterations_and_counts_every_one() {
     assert_eq!(rows, started, "{out}");
     // The lag of what did start shows how late it was: corrected latencies are far above the
     // 200 ms the target took.
-    let summary = report(&project);
+    let summary = project.rebuild();
     assert_eq!(summary["dropped_iterations"].as_u64(), Some(dropped));
-    let corrected = summary["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"].as_str().unwrap().contains("coordinated omission"))
-        .unwrap()
-        .clone();
+    let corrected = corrected(&summary);
     assert!(corrected["max"].as_f64().unwrap() >= 0.2, "{corrected}");
 }
 

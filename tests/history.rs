@@ -49,6 +49,15 @@ fn compare_flags_a_slowed_target_and_history_lists_both_runs() {
         "/delay/40",
     );
 
+    // A folder the real OCT 0.4.12 wrote, older than both.
+    let oct_run = p.path().join("results/results_2025.12.31_23.59.59_000001");
+    std::fs::create_dir_all(&oct_run).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/oct/real-oct-results.sqlite"),
+        oct_run.join("results.sqlite"),
+    )
+    .unwrap();
     let (status, history) = Proc::spawn(oct(&["history", p.path().to_str().unwrap()]))
         .wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{history}");
@@ -56,7 +65,12 @@ fn compare_flags_a_slowed_target_and_history_lists_both_runs() {
         .lines()
         .filter(|l| l.starts_with("results_"))
         .collect();
-    assert_eq!(rows.len(), 2, "{history}");
+    assert_eq!(rows.len(), 3, "{history}");
+    // OCT's run: its 339 results and 13.57 % errors, no gate.
+    assert!(
+        rows[2].contains(" 339 ") && rows[2].contains("13.57 %") && rows[2].ends_with(" -"),
+        "{history}"
+    );
     // Newest first, each with its gate.
     assert!(
         rows[0].starts_with("results_2026.01.01_00.00.01") && rows[0].ends_with("✗ failed"),
@@ -121,7 +135,7 @@ fn compare_flags_a_slowed_target_and_history_lists_both_runs() {
     .wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(2), "{text}");
     assert!(
-        text.contains("`last~5`: there are only 2 run(s) here"),
+        text.contains("`last~5`: there are only 3 run(s) here"),
         "{text}"
     );
 }

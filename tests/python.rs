@@ -16,23 +16,26 @@ fn fixture_script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oct/oct_style_user.py")
 }
 
-#[test]
-fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
+/// Runs a test of the real oct-turrets 0.2.8 (`real-oct`) beside ours (`ours`), both from
+/// tarballs `pack-turrets` made of a project with `config` (its ports filled in) and the OCT
+/// fixture script; returns the HQ's exit, its output and the results database.
+fn mixed_fleet(
+    mut config: Value,
+) -> (
+    std::process::ExitStatus,
+    String,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
     let bin = real_oct_turrets();
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("project");
     std::fs::create_dir_all(p.join("test_scripts")).unwrap();
     std::fs::copy(fixture_script(), p.join("test_scripts/v_user.py")).unwrap();
     let [publish, rc, ext] = free_ports::<3>();
-    let config = json!({
-        "run_time": 4, "results_ts_interval": 1, "testing": false, "progress_bar": false,
-        "publish_port": publish, "rc_port": rc, "external_publisher": ext, "min_turrets": 2,
-        "drain_timeout": 8,
-        "turrets": [
-            {"name": "real-oct", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"},
-            {"name": "ours", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"}
-        ]
-    });
+    config["publish_port"] = json!(publish);
+    config["rc_port"] = json!(rc);
+    config["external_publisher"] = json!(ext);
     std::fs::write(p.join("config.json"), config.to_string()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oct"))
         .args(["pack-turrets", p.to_str().unwrap(), "--python"])
@@ -43,7 +46,6 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-
     let results = tmp.path().join("out");
     let mut hq = Proc::spawn(oct_run(&p, &results, &[]));
     hq.hq_ports();
@@ -57,8 +59,20 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
         p.join("ours.tar.gz").to_str().unwrap(),
     ]));
     let (status, text) = hq.wait_exit(T);
+    (status, text, results.join("results.sqlite"), tmp)
+}
+
+#[test]
+fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
+    let (status, text, db, _tmp) = mixed_fleet(json!({
+        "run_time": 4, "results_ts_interval": 1, "testing": false, "progress_bar": false,
+        "min_turrets": 2, "drain_timeout": 8,
+        "turrets": [
+            {"name": "real-oct", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"},
+            {"name": "ours", "cannons": 2, "rampup": 0, "script": "test_scripts/v_user.py"}
+        ]
+    }));
     assert!(status.success(), "{text}");
-    let db = results.join("results.sqlite");
     // oct-turrets 0.2.8's cannons push straight to the HQ without `turret_name` (an OCT bug),
     // so its rows are `Noname`, as OCT's own HQ stores them.
     for turret in ["Noname", "ours"] {
@@ -95,7 +109,7 @@ fn the_real_oct_turret_and_ours_run_the_same_script_against_our_hq() {
         "{text}"
     );
     // Both turrets in the report's workload table.
-    let html = std::fs::read_to_string(results.join("results.html")).unwrap();
+    let html = std::fs::read_to_string(db.with_file_name("results.html")).unwrap();
     let workload = html
         .split("id=\"workload\"")
         .nth(1)
@@ -368,47 +382,16 @@ fn the_real_oct_hq_runs_a_test_with_our_turret() {
 
 #[test]
 fn in_a_global_shape_the_real_oct_turret_runs_its_share_and_ours_follows_the_rest() {
-    let bin = real_oct_turrets();
-    let tmp = tempfile::tempdir().unwrap();
-    let p = tmp.path().join("project");
-    std::fs::create_dir_all(p.join("test_scripts")).unwrap();
-    std::fs::copy(fixture_script(), p.join("test_scripts/v_user.py")).unwrap();
-    let [publish, rc, ext] = free_ports::<3>();
-    let config = json!({
+    let (status, text, db, _tmp) = mixed_fleet(json!({
         "run_time": 4, "results_ts_interval": 1, "testing": false, "progress_bar": false,
-        "publish_port": publish, "rc_port": rc, "external_publisher": ext, "min_turrets": 2,
-        "drain_timeout": 8, "heartbeat_interval": 0.2,
+        "min_turrets": 2, "drain_timeout": 8, "heartbeat_interval": 0.2,
         "load": {"cannons": 6},
         "turrets": [
             {"name": "real-oct", "script": "test_scripts/v_user.py"},
             {"name": "ours", "script": "test_scripts/v_user.py", "weight": 1}
         ]
-    });
-    std::fs::write(p.join("config.json"), config.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_oct"))
-        .args(["pack-turrets", p.to_str().unwrap(), "--python"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = tmp.path().join("out");
-    let mut hq = Proc::spawn(oct_run(&p, &results, &[]));
-    hq.hq_ports();
-    let mut real = Command::new(bin.join("oct-turrets-start"));
-    real.args(["--tar", p.join("real-oct.tar.gz").to_str().unwrap()])
-        .current_dir(tmp.path());
-    let _real = Proc::spawn(real);
-    let _ours = Proc::spawn(oct(&[
-        "turret",
-        "--tar",
-        p.join("ours.tar.gz").to_str().unwrap(),
-    ]));
-    let (status, text) = hq.wait_exit(T);
+    }));
     assert!(status.success(), "{text}");
-    let db = results.join("results.sqlite");
     // OCT's turret knows only `cannons`: its half of 6, from start to stop.
     assert_eq!(
         count_rows(&db, "SELECT cannons FROM turret WHERE name = 'real-oct'"),

@@ -27,8 +27,8 @@
 //! thread that commits one transaction per burst.
 //!
 //! `stats` owns the streaming statistics of a series (exact moments, percentiles, intervals);
-//! `report` owns results.html, its SVG graphs (`report::svg`, hand-written, no font or graphics
-//! library) and summary.json, computed in one pass over any results.sqlite (ours or OCT's);
+//! `report` owns results.html, its SVG graphs (`report::svg`: plotters' SVG backend, text laid
+//! out with an embedded font) and summary.json, computed in one pass over any results.sqlite (ours or OCT's);
 //! `csv` owns OCT's CSV export.
 //!
 //! `gate` owns the pass/fail gate: config.json's `thresholds` (`gate::expr` parses one),

@@ -62,6 +62,21 @@ impl Project {
         std::fs::write(path, text).unwrap();
     }
 
+    /// `oct rebuild-results` of the run's results with its config; returns its summary.json.
+    pub fn rebuild(&self) -> Value {
+        let (status, text) = Proc::spawn(oct(&[
+            "rebuild-results",
+            self.results_dir().to_str().unwrap(),
+            self.path().join("config.json").to_str().unwrap(),
+        ]))
+        .wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "{text}");
+        serde_json::from_str(
+            &std::fs::read_to_string(self.results_dir().join("summary.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
     /// `oct run PROJECT --local --no-results -o RESULTS` to its end: exit status and output.
     pub fn run_local(&self) -> (ExitStatus, String) {
         let out = self.results_dir();
@@ -463,12 +478,12 @@ pub fn tar_listing(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A virtualenv holding the real oct-turrets 0.2.8 (PyPI) and pyzmq, made once per target dir.
-/// Returns its `bin/` folder.
-pub fn real_oct_turrets() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oct-turrets-0.2.8-venv");
+/// A virtualenv `name` in the target dir with `packages` pip-installed, made once: `ready`
+/// says whether it is complete already. Returns its `bin/` folder.
+fn venv_with(name: &str, packages: &[&str], ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let bin = venv.join("bin");
-    if bin.join("oct-turrets-start").is_file() {
+    if ready(&bin) {
         return bin;
     }
     let ok = Command::new("python3")
@@ -479,18 +494,32 @@ pub fn real_oct_turrets() -> PathBuf {
         .success();
     assert!(
         ok,
-        "python3 -m venv failed (Python 3.11 with venv is needed for oct-turrets 0.2.8)"
+        "python3 -m venv failed (Python 3.11 with venv is needed)"
     );
     let out = Command::new(bin.join("pip"))
-        .args(["install", "-q", "oct-turrets==0.2.8", "pyzmq", "six"])
+        .arg("install")
+        .arg("-q")
+        .args(packages)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "pip install oct-turrets==0.2.8 failed:\n{}",
+        "pip install {} failed:\n{}",
+        packages.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(ready(&bin), "{name}: incomplete after pip install");
     bin
+}
+
+/// A virtualenv holding the real oct-turrets 0.2.8 (PyPI) and pyzmq, made once per target dir.
+/// Returns its `bin/` folder.
+pub fn real_oct_turrets() -> PathBuf {
+    venv_with(
+        "oct-turrets-0.2.8-venv",
+        &["oct-turrets==0.2.8", "pyzmq", "six"],
+        |bin| bin.join("oct-turrets-start").is_file(),
+    )
 }
 
 /// A virtualenv holding the real OCT 0.4.12 HQ (PyPI), made once per target dir. OCT (2017)
@@ -550,33 +579,11 @@ pub fn real_oct_hq() -> PathBuf {
 /// A venv with junitparser (PyPI) in it, built once per target dir: a real JUnit XML parser
 /// of the kind CI servers use, to read what `--junit` writes. Returns its python.
 pub fn junitparser_python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("junitparser-venv");
-    let python = venv.join("bin/python");
-    let ready = || {
-        Command::new(&python)
+    let imports = |bin: &Path| {
+        Command::new(bin.join("python"))
             .args(["-c", "import junitparser"])
             .status()
             .is_ok_and(|s| s.success())
     };
-    if ready() {
-        return python;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "python3 -m venv failed (python3-venv is needed)");
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "junitparser==3.2.0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pip install junitparser failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(ready(), "junitparser does not import after pip install");
-    python
+    venv_with("junitparser-venv", &["junitparser==3.2.0"], imports).join("python")
 }

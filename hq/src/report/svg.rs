@@ -1,15 +1,17 @@
-//! Small, dependency-free SVG charts: line charts and scatter plots with axes, ticks, titles and
-//! a legend. The text is SVG `<text>`, drawn by whatever displays the file, so nothing here
-//! needs a font or a graphics library at build or run time.
+//! The report's charts — line charts and scatter plots with axes, ticks, a title and a legend —
+//! drawn with plotters through its SVG backend. Text is laid out with DejaVu Sans, embedded in
+//! the binary (`hq/fonts/`, its licence beside it): nothing is read from the machine's fonts,
+//! so a report renders the same wherever it is built; the SVG's `<text>` is drawn by whatever
+//! displays the file.
 
-use std::fmt::Write;
+use std::sync::Once;
 
-const W: f64 = 860.0;
-const H: f64 = 320.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 36.0;
-const BOTTOM: f64 = 52.0;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+const W: u32 = 860;
+const H: u32 = 320;
+const FONT: &str = "sans-serif";
 
 pub struct Line<'a> {
     pub label: &'a str,
@@ -95,107 +97,132 @@ impl Frame {
             y1: (y1 / step).ceil() * step,
         }
     }
+}
 
-    fn px(&self, x: f64) -> f64 {
-        LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT)
-    }
-
-    fn py(&self, y: f64) -> f64 {
-        H - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
+fn color(hex: &str) -> RGBColor {
+    let h = hex.trim_start_matches('#');
+    let digit =
+        |i: usize, n: usize| u8::from_str_radix(h.get(i..i + n).unwrap_or("0"), 16).unwrap_or(0);
+    match h.len() {
+        3 => RGBColor(digit(0, 1) * 17, digit(1, 1) * 17, digit(2, 1) * 17),
+        _ => RGBColor(digit(0, 2), digit(2, 2), digit(4, 2)),
     }
 }
 
-fn open(svg: &mut String, title: &str, x_label: &str, y_label: &str, f: &Frame) {
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="12" role="img"><title>{t}</title><rect width="{W}" height="{H}" fill="#fff"/><text x="{cx}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{t}</text>"##,
-        t = escape(title),
-        cx = W / 2.0,
-    );
-    let ystep = nice_step(f.y1 - f.y0, 5.0);
-    let mut y = f.y0;
-    while y <= f.y1 + ystep * 1e-9 {
-        let py = f.py(y);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{x2}" y2="{py:.1}" stroke="#e3e6ea"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{l}</text>"##,
-            x2 = W - RIGHT,
-            tx = LEFT - 6.0,
-            ty = py + 4.0,
-            l = tick_label(y, ystep)
+fn register_font() {
+    static FONT_ONCE: Once = Once::new();
+    FONT_ONCE.call_once(|| {
+        // The bytes are a valid TrueType font, checked by a test.
+        let _ = plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            include_bytes!("../../fonts/DejaVuSans.ttf"),
         );
-        y += ystep;
-    }
-    let xstep = nice_step(f.x1 - f.x0, 8.0);
-    let mut x = (f.x0 / xstep).ceil() * xstep;
-    while x <= f.x1 + xstep * 1e-9 {
-        let px = f.px(x);
-        let _ = write!(
-            svg,
-            r##"<line x1="{px:.1}" y1="{y1}" x2="{px:.1}" y2="{y2}" stroke="#888"/><text x="{px:.1}" y="{ty}" text-anchor="middle">{l}</text>"##,
-            y1 = H - BOTTOM,
-            y2 = H - BOTTOM + 5.0,
-            ty = H - BOTTOM + 18.0,
-            l = tick_label(x, xstep)
+    });
+}
+
+/// What a chart shows.
+enum Body<'a> {
+    Lines(&'a [Line<'a>]),
+    Scatter(&'a [(f64, f64)], RGBColor),
+}
+
+/// Draws a chart with plotters into an SVG string. The SVG gets a `<title>` (what screen
+/// readers and the report's tests read).
+fn chart(title: &str, x_label: &str, y_label: &str, f: &Frame, body: Body) -> String {
+    register_font();
+    let empty = match &body {
+        Body::Lines(lines) => lines.iter().all(|l| l.points.is_empty()),
+        Body::Scatter(points, _) => points.is_empty(),
+    };
+    let mut svg = String::with_capacity(16 << 10);
+    let drawn = (|| -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(38)
+            .y_label_area_size(62)
+            .build_cartesian_2d(f.x0..f.x1, f.y0..f.y1)?;
+        let (xstep, ystep) = (nice_step(f.x1 - f.x0, 8.0), nice_step(f.y1 - f.y0, 5.0));
+        c.configure_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(0xe3, 0xe6, 0xea))
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|v| tick_label(*v, xstep))
+            .y_label_formatter(&|v| tick_label(*v, ystep))
+            .label_style((FONT, 14))
+            .draw()?;
+        if empty {
+            root.draw(&Text::new(
+                "no data",
+                (W as i32 / 2 - 30, H as i32 / 2),
+                (FONT, 16).into_font().color(&RGBColor(0x88, 0x88, 0x88)),
+            ))?;
+        }
+        match body {
+            Body::Lines(lines) => {
+                for l in lines {
+                    let rgb = color(l.color);
+                    let points = finite(&l.points);
+                    let series = if points.len() == 1 {
+                        c.draw_series(std::iter::once(Circle::new(points[0], 3, rgb.filled())))?
+                    } else {
+                        c.draw_series(LineSeries::new(
+                            points,
+                            ShapeStyle::from(&rgb).stroke_width(2),
+                        ))?
+                    };
+                    series.label(l.label).legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 2), (x + 14, y + 2)], rgb.filled())
+                    });
+                }
+                c.configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+                    .label_font((FONT, 14))
+                    .draw()?;
+            }
+            Body::Scatter(points, rgb) => {
+                c.draw_series(
+                    finite(points)
+                        .into_iter()
+                        .map(|p| Circle::new(p, 2, rgb.mix(0.55).filled())),
+                )?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    })();
+    if drawn.is_err() {
+        // Plotters draws into a string: it cannot fail on I/O, only on a degenerate range,
+        // which `Frame` rules out. Say so rather than hand out half a chart.
+        svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}"><text x="20" y="40">chart failed</text></svg>"#
         );
-        x += xstep;
     }
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}" stroke="#333"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}" stroke="#333"/><text x="{cx}" y="{xl}" text-anchor="middle">{xt}</text><text transform="translate(16 {cy}) rotate(-90)" text-anchor="middle">{yt}</text>"##,
-        b = H - BOTTOM,
-        r = W - RIGHT,
-        cx = LEFT + (W - LEFT - RIGHT) / 2.0,
-        xl = H - 12.0,
-        cy = TOP + (H - TOP - BOTTOM) / 2.0,
-        xt = escape(x_label),
-        yt = escape(y_label),
-    );
+    if let Some(i) = svg.find('>') {
+        svg.insert_str(i + 1, &format!("<title>{}</title>", escape(title)));
+    }
+    svg.truncate(svg.trim_end().len());
+    svg
+}
+
+fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
 }
 
 /// A line chart; an empty chart says "no data".
 pub fn lines(title: &str, x_label: &str, y_label: &str, lines: &[Line]) -> String {
     let f = Frame::new(lines.iter().flat_map(|l| l.points.iter().copied()));
-    let mut svg = String::with_capacity(4096);
-    open(&mut svg, title, x_label, y_label, &f);
-    if lines.iter().all(|l| l.points.is_empty()) {
-        no_data(&mut svg);
-    }
-    for (i, l) in lines.iter().enumerate() {
-        let pts: Vec<String> = l
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", f.px(*x), f.py(*y)))
-            .collect();
-        if pts.len() == 1 {
-            let _ = write!(
-                svg,
-                r#"<circle cx="{}" r="3" fill="{}"/>"#,
-                pts[0].replace(',', "\" cy=\""),
-                l.color
-            );
-        } else if !pts.is_empty() {
-            let _ = write!(
-                svg,
-                r#"<polyline fill="none" stroke="{}" stroke-width="1.6" points="{}"/>"#,
-                l.color,
-                pts.join(" ")
-            );
-        }
-        let lx = LEFT + 10.0 + i as f64 * 150.0;
-        let _ = write!(
-            svg,
-            r#"<rect x="{lx}" y="{ly}" width="14" height="4" fill="{c}"/><text x="{tx}" y="{ty}">{t}</text>"#,
-            ly = TOP - 4.0,
-            c = l.color,
-            tx = lx + 18.0,
-            ty = TOP + 1.0,
-            t = escape(l.label)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    chart(title, x_label, y_label, &f, Body::Lines(lines))
 }
 
 /// A scatter plot of raw points.
@@ -204,36 +231,16 @@ pub fn scatter(
     x_label: &str,
     y_label: &str,
     points: &[(f64, f64)],
-    color: &str,
+    color_hex: &str,
 ) -> String {
     let f = Frame::new(points.iter().copied());
-    let mut svg = String::with_capacity(64 + points.len() * 40);
-    open(&mut svg, title, x_label, y_label, &f);
-    if points.is_empty() {
-        no_data(&mut svg);
-    }
-    let _ = write!(svg, r#"<g fill="{color}" fill-opacity="0.55">"#);
-    for (x, y) in points {
-        if x.is_finite() && y.is_finite() {
-            let _ = write!(
-                svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="1.8"/>"#,
-                f.px(*x),
-                f.py(*y)
-            );
-        }
-    }
-    svg.push_str("</g></svg>");
-    svg
-}
-
-fn no_data(svg: &mut String) {
-    let _ = write!(
-        svg,
-        r##"<text x="{}" y="{}" text-anchor="middle" fill="#888" font-size="16">no data</text>"##,
-        W / 2.0,
-        H / 2.0
-    );
+    chart(
+        title,
+        x_label,
+        y_label,
+        &f,
+        Body::Scatter(points, color(color_hex)),
+    )
 }
 
 #[cfg(test)]
@@ -250,6 +257,12 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_font_is_a_font() {
+        let bytes = include_bytes!("../../fonts/DejaVuSans.ttf");
+        assert!(plotters::style::register_font("oct-test", FontStyle::Normal, bytes).is_ok());
+    }
+
+    #[test]
     fn charts_escape_their_text_and_say_no_data() {
         let svg = lines(
             "a <b> & \"c\"",
@@ -261,11 +274,16 @@ mod tests {
                 points: vec![],
             }],
         );
-        assert!(svg.contains("a &lt;b&gt; &amp; &quot;c&quot;"));
-        assert!(svg.contains("l&#39;1"));
+        assert!(
+            svg.contains("<title>a &lt;b&gt; &amp; &quot;c&quot;</title>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("<b>"), "{svg}");
         assert!(svg.contains("no data"));
         let svg = scatter("s", "x", "y", &[(0.0, 1.0), (2.0, 3.0)], "#f00");
-        assert_eq!(svg.matches("<circle").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(color("#2b6cb0"), RGBColor(0x2b, 0x6c, 0xb0));
+        assert_eq!(color("#123"), RGBColor(0x11, 0x22, 0x33));
     }
 }
