@@ -14,7 +14,8 @@
 //! model: each worker thread's dispatcher that starts iterations on the schedule of an
 //! `arrival_rate`, hands them to its pool of canons and counts what it had to drop. `engine` owns the script
 //! engines behind the `Engine`/`Script` traits (`engine::lua`); `http` owns the HTTP client that
-//! Lua scripts get.
+//! Lua scripts get (its own Layout inside); `tcp` owns the raw connections of `tcp.connect`,
+//! on the same byte streams.
 
 pub mod canon;
 pub mod config;
@@ -25,6 +26,7 @@ mod http;
 mod link;
 pub mod pace;
 pub mod run;
+mod tcp;
 
 pub use config::{Config, ConfigError};
 pub use run::{run, TurretError};

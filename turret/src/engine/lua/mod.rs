@@ -1,5 +1,5 @@
 //! The embedded Lua 5.4 engine (DESIGN §6). The script's top level runs once per canon and
-//! defines `run(t)`, optionally `setup()` and `tear_down()`. Built in: `http`, `t:timer`,
+//! defines `run(t)`, optionally `setup()` and `tear_down()`. Built in: `http`, `tcp`, `t:timer`,
 //! `t.custom_timers`, `oct.sleep/now/context/canon/turret`, `json`, `log`.
 //!
 //! One Lua state per worker thread, shared by the canons it hosts: each canon is a coroutine of
@@ -355,6 +355,7 @@ impl Script for LuaScript {
                         MultiValue::new()
                     }
                     b"oct:pace" => pacer.pace().await.into_lua_multi(lua).map_err(err)?,
+                    b"oct:tcp" => crate::tcp::perform(lua, out).await.map_err(err)?,
                     b"oct:yield" => {
                         tokio::task::yield_now().await;
                         MultiValue::new()
@@ -396,6 +397,7 @@ fn install(lua: &Lua) -> mlua::Result<()> {
     )?;
     g.set("json", json)?;
     g.set("http", crate::http::table(lua)?)?;
+    g.set("tcp", crate::tcp::table(lua)?)?;
     Ok(())
 }
 
