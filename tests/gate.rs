@@ -208,3 +208,63 @@ fn a_bad_expression_is_one_line_naming_the_key_and_column() {
         )
     );
 }
+
+#[test]
+fn checks_and_counters_reach_the_report_and_the_gate() {
+    let target = HttpServer::start();
+    let mut c = config(
+        2.0,
+        1,
+        json!([{"name": "checked", "cannons": 2, "rampup": 0, "script": "c.lua"}]),
+    );
+    c["thresholds"] = json!({"_run": ["checks > 99%"]});
+    let p = Project::new(c);
+    p.write(
+        "c.lua",
+        &format!(
+            r#"function run(t)
+  local r = http.get("http://127.0.0.1:{}/delay/10")
+  check(r, {{
+    ["status is 200"] = function(r) return r.status == 200 end,
+    ["body is nope"] = function(r) return r.body == "nope" end,
+  }})
+  oct.counter("bytes", #r.body)
+end"#,
+            target.port
+        ),
+    );
+    let (code, out) = run(&p, &[]);
+    // Half the checks fail: the gate says so.
+    assert_eq!(code, 99, "{out}");
+    assert!(
+        out.contains("✗ All transactions  checks > 99%  50.00 % (limit 99.00 %)"),
+        "{out}"
+    );
+    let s = summary(&p.results_dir());
+    let n = s["transactions"].as_u64().unwrap();
+    assert!(n > 20, "{s}");
+    let checks = s["checks"].as_array().unwrap();
+    let find = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap().clone();
+    assert_eq!(
+        (
+            find("status is 200")["passed"].as_u64(),
+            find("status is 200")["failed"].as_u64()
+        ),
+        (Some(n), Some(0))
+    );
+    assert_eq!(
+        (
+            find("body is nope")["passed"].as_u64(),
+            find("body is nope")["failed"].as_u64()
+        ),
+        (Some(0), Some(n))
+    );
+    // Every body is "ok": two bytes each.
+    assert_eq!(
+        s["counters"]["bytes"]["total"].as_f64(),
+        Some(2.0 * n as f64)
+    );
+    let html = std::fs::read_to_string(p.results_dir().join("results.html")).unwrap();
+    assert!(html.contains("id=\"checks\"") && html.contains("id=\"counters\""));
+    assert!(p.results_dir().join("graphs/counters.svg").is_file());
+}

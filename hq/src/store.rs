@@ -19,6 +19,8 @@ CREATE TABLE oct_rejected (kind TEXT NOT NULL PRIMARY KEY, count INTEGER NOT NUL
 CREATE TABLE oct_turret_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
 CREATE TABLE oct_canons (uuid TEXT NOT NULL, name TEXT NOT NULL, epoch REAL NOT NULL, active INTEGER NOT NULL, target INTEGER, rate REAL, started INTEGER, dropped INTEGER);
 CREATE TABLE oct_lag (result_id INTEGER NOT NULL PRIMARY KEY, lag REAL NOT NULL);
+CREATE TABLE oct_checks (name TEXT NOT NULL PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL);
+CREATE TABLE oct_counters (name TEXT NOT NULL, second INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, second));
 CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
@@ -85,6 +87,10 @@ pub enum Op {
         target: Option<u64>,
         arrivals: Option<Arrivals>,
     },
+    /// The scripts' checks over the run: name, passed, failed (`oct_checks`).
+    Checks(Vec<(String, u64, u64)>),
+    /// The scripts' counters: name, Unix second, amount added in it (`oct_counters`).
+    Counters(Vec<(String, i64, f64)>),
     /// A turret's liveness and CPU flag at the end of the run (`oct_turret_health`).
     TurretHealth(crate::summary::TurretSummary),
 }
@@ -209,6 +215,22 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                             arrivals.map(|a| a.dropped)
                         ],
                     )?;
+                }
+                Op::Checks(checks) => {
+                    for (name, passed, failed) in checks {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO oct_checks (name, passed, failed) VALUES (?1, ?2, ?3)",
+                            params![name, passed, failed],
+                        )?;
+                    }
+                }
+                Op::Counters(counters) => {
+                    for (name, second, value) in counters {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO oct_counters (name, second, value) VALUES (?1, ?2, ?3)",
+                            params![name, second, value],
+                        )?;
+                    }
                 }
                 Op::TurretHealth(t) => {
                     let changes: Vec<serde_json::Value> = t

@@ -74,6 +74,10 @@ pub const EXT_HEARTBEAT: &str = "heartbeat";
 /// dropped, and the final `ready` the exact counts.
 pub const EXT_LOAD: &str = "load";
 
+/// Extension: results carry the script's `checks` (name → `{"passed": n, "failed": n}`) and `counters`
+/// (name → amount) of the iteration; the HQ totals them in our own tables.
+pub const EXT_CHECKS: &str = "checks";
+
 /// The largest frame either side accepts (`ZMQ_MAXMSGSIZE`): a hostile peer cannot make the
 /// HQ or a turret buffer more than this per message. Our turrets keep their batches far below.
 pub const MAX_FRAME_BYTES: i64 = 4 << 20;

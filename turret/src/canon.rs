@@ -218,6 +218,8 @@ impl engine::Canon for Sink {
             custom_timers: it.timers,
             turret_name: Some(self.turret.clone()),
             lag: self.lag.take(),
+            checks: it.checks,
+            counters: it.counters,
             ..Default::default()
         }));
     }

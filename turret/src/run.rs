@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{
     Command, Heartbeat, LoadTargets, Message, Status, TestResult, TurretState, BATCH_MAX,
-    EXT_BATCH, EXT_LOAD, EXT_SEQ,
+    EXT_BATCH, EXT_CHECKS, EXT_LOAD, EXT_SEQ,
 };
 use serde_json::Value;
 
@@ -482,6 +482,7 @@ impl Turret {
         let seq = self.link.ext(EXT_SEQ);
         let batch = self.link.ext(EXT_BATCH);
         let lag = self.link.ext(EXT_LOAD);
+        let checks = self.link.ext(EXT_CHECKS);
         let mut pending: Vec<TestResult> = Vec::new();
         let mut pending_bytes = 0;
         let mut n = 0;
@@ -503,6 +504,10 @@ impl Turret {
                     }
                     if !lag {
                         r.lag = None;
+                    }
+                    if !checks {
+                        r.checks.clear();
+                        r.counters.clear();
                     }
                     if seq {
                         r.seq = Some(self.sent);

@@ -19,6 +19,8 @@ pub enum Metric {
     ErrorRate,
     /// Open model: iterations dropped (`_run` only).
     DroppedIterations,
+    /// The share of the scripts' `check()`s that passed, 0 to 1 (`_run` only).
+    Checks,
 }
 
 impl Metric {
@@ -31,7 +33,10 @@ impl Metric {
 
     /// Whether it is a figure of the whole run, not of one series.
     pub fn run_only(self) -> bool {
-        matches!(self, Metric::ErrorRate | Metric::DroppedIterations)
+        matches!(
+            self,
+            Metric::ErrorRate | Metric::DroppedIterations | Metric::Checks
+        )
     }
 }
 
@@ -150,6 +155,7 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
             ("rps", Metric::Rps),
             ("error_rate", Metric::ErrorRate),
             ("dropped_iterations", Metric::DroppedIterations),
+            ("checks", Metric::Checks),
         ];
         let word_len = c
             .rest()
@@ -162,7 +168,7 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
                 *m
             }
             None => return c.fail(
-                "expected a metric: p(N), avg, min, max, med, count, rps, error_rate or dropped_iterations",
+                "expected a metric: p(N), avg, min, max, med, count, rps, error_rate, dropped_iterations or checks",
             ),
         }
     };
@@ -194,9 +200,11 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         (m, _) if m.is_latency() => {
             return c.fail(format!("unknown unit `{unit}` (us, ms or s)"));
         }
-        (Metric::ErrorRate, "%") => value / 100.0,
-        (Metric::ErrorRate, "") if value <= 1.0 => value,
-        (Metric::ErrorRate, "") => return c.fail("an error rate is a % or a fraction from 0 to 1"),
+        (Metric::ErrorRate | Metric::Checks, "%") => value / 100.0,
+        (Metric::ErrorRate | Metric::Checks, "") if value <= 1.0 => value,
+        (Metric::ErrorRate | Metric::Checks, "") => {
+            return c.fail("a rate is a % or a fraction from 0 to 1")
+        }
         (_, "") => value,
         _ => return c.fail(format!("`{unit}`: this metric takes no unit")),
     };
@@ -243,13 +251,13 @@ mod tests {
         let cases = [
             ("p(95) < 200xs", "unknown unit `xs` (us, ms or s) at column 12"),
             ("p(95) < 200", "a latency needs a unit: us, ms or s at column 12"),
-            ("p95 < 200ms", "expected a metric: p(N), avg, min, max, med, count, rps, error_rate or dropped_iterations at column 1"),
+            ("p95 < 200ms", "expected a metric: p(N), avg, min, max, med, count, rps, error_rate, dropped_iterations or checks at column 1"),
             ("p(95 < 200ms", "expected `)` at column 6"),
             ("p(150) < 1s", "a percentile is from 0 to 100 at column 6"),
             ("avg ~ 80ms", "expected a comparison: <, <=, >, >=, == or != at column 5"),
             ("rps > many", "expected a number at column 7"),
             ("rps > 10ms", "`ms`: this metric takes no unit at column 9"),
-            ("error_rate < 5", "an error rate is a % or a fraction from 0 to 1 at column 15"),
+            ("error_rate < 5", "a rate is a % or a fraction from 0 to 1 at column 15"),
             ("avg < 1s and more", "unexpected text after the expression at column 10"),
         ];
         for (text, want) in cases {

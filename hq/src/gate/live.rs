@@ -17,6 +17,8 @@ pub struct Live {
     timers: Vec<Series>,
     every_timer: bool,
     errors: u64,
+    /// The scripts' checks so far: passed, failed.
+    checks: Option<(u64, u64)>,
     every: Duration,
     next: Instant,
 }
@@ -48,6 +50,7 @@ impl Live {
             timers,
             every_timer,
             errors: 0,
+            checks: None,
             every,
             next: Instant::now() + every,
         })
@@ -57,6 +60,11 @@ impl Live {
         self.all.add(r.scriptrun_time, r.epoch);
         if !r.error.is_empty() {
             self.errors += 1;
+        }
+        for (_, passed, failed) in &r.checks {
+            let c = self.checks.get_or_insert((0, 0));
+            c.0 += passed;
+            c.1 += failed;
         }
         for (name, secs) in &r.custom_timers {
             match self.timers.iter_mut().find(|s| &s.name == name) {
@@ -92,6 +100,7 @@ impl Live {
             errors: self.errors,
             duration_secs: Some(elapsed_secs),
             dropped_iterations: dropped,
+            checks: self.checks,
         };
         // A series not seen yet has no data: not a failure while the test runs.
         evaluate(&due, &mut o)

@@ -137,6 +137,8 @@ pub struct Observed<'a> {
     pub errors: u64,
     pub duration_secs: Option<f64>,
     pub dropped_iterations: Option<u64>,
+    /// The scripts' checks over the run: passed, failed (`None`: no check ran).
+    pub checks: Option<(u64, u64)>,
 }
 
 /// One threshold on one series, evaluated.
@@ -158,7 +160,7 @@ impl Outcome {
     pub fn shown(&self, x: f64) -> String {
         match self.metric {
             m if m.is_latency() => crate::stats::latency(x),
-            Metric::ErrorRate => format!("{:.2} %", x * 100.0),
+            Metric::ErrorRate | Metric::Checks => format!("{:.2} %", x * 100.0),
             Metric::Rps => format!("{x:.1}/s"),
             _ => format!("{x}"),
         }
@@ -183,6 +185,7 @@ struct Run {
     results: u64,
     duration_secs: Option<f64>,
     dropped_iterations: Option<u64>,
+    checks: Option<(u64, u64)>,
 }
 
 fn value_of(metric: Metric, s: &mut Series, run: &Run) -> Option<f64> {
@@ -199,6 +202,10 @@ fn value_of(metric: Metric, s: &mut Series, run: &Run) -> Option<f64> {
         Metric::Rps => s.count() as f64 / run.duration_secs.filter(|d| *d > 0.0)?,
         Metric::ErrorRate => run.errors as f64 / run.results.max(1) as f64,
         Metric::DroppedIterations => run.dropped_iterations.unwrap_or(0) as f64,
+        Metric::Checks => {
+            let (passed, failed) = run.checks?;
+            passed as f64 / (passed + failed).max(1) as f64
+        }
     })
 }
 
@@ -209,6 +216,7 @@ pub fn evaluate(thresholds: &Thresholds, o: &mut Observed) -> Vec<Outcome> {
         results: o.all.count(),
         duration_secs: o.duration_secs,
         dropped_iterations: o.dropped_iterations,
+        checks: o.checks,
     };
     let mut out = Vec::new();
     for t in &thresholds.0 {
@@ -347,6 +355,7 @@ mod tests {
             errors: 2,
             duration_secs: Some(1.0),
             dropped_iterations: None,
+            checks: None,
         };
         let got: Vec<(String, String, bool)> = evaluate(&t, &mut o)
             .into_iter()

@@ -3,6 +3,7 @@
 //! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
 
 mod arrivals;
+pub(crate) mod checks;
 pub(crate) mod scan;
 pub mod svg;
 mod turrets;
@@ -188,6 +189,8 @@ struct Page {
     canons_svg: Option<String>,
     /// Open model: the arrival rate wanted, started and dropped over the run.
     arrivals_svg: Option<String>,
+    checks: Vec<checks::CheckView>,
+    counters_svg: Option<String>,
     series: Vec<SeriesView>,
     error_rows: Vec<ErrorView>,
     errors_truncated: bool,
@@ -402,6 +405,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
 
     let arrivals = arrivals::read(&conn, db, origin)?;
     let dropped_iterations = dropped(&conn, arrivals.as_ref());
+    let check_rows = checks::read(&conn, db)?;
+    let counters = checks::counters(&conn, db, origin, interval)?;
 
     let per_turret: Vec<BreakdownView> = scan
         .turrets
@@ -467,7 +472,13 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
 
     let transactions = scan.all.count();
     let run_secs = duration(start_epoch, finish_epoch);
-    let outcomes = judge(input.thresholds, &mut scan, run_secs, dropped_iterations);
+    let outcomes = judge(
+        input.thresholds,
+        &mut scan,
+        run_secs,
+        dropped_iterations,
+        &check_rows,
+    );
     let page = Page {
         title: input.title.clone(),
         css: input.css.clone(),
@@ -492,6 +503,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         per_turret,
         canons_svg,
         arrivals_svg: arrivals.as_ref().map(|a| a.svg.clone()),
+        checks: checks::views(&check_rows),
+        counters_svg: counters.as_ref().map(|c| c.0.clone()),
         series,
         errors_truncated: distinct_errors > MAX_ERROR_ROWS,
         error_rows,
@@ -526,6 +539,9 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     if let Some(svg) = &page.arrivals_svg {
         write(&graphs.join("arrivals.svg"), svg)?;
     }
+    if let Some(svg) = &page.counters_svg {
+        write(&graphs.join("counters.svg"), svg)?;
+    }
     let html_path = dir.join("results.html");
     write(&html_path, &html)?;
 
@@ -547,6 +563,8 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "canons": canons,
         "dropped_iterations": dropped_iterations,
         "arrivals": arrivals.map(|a| a.json),
+        "checks": (!check_rows.is_empty()).then(|| checks::json(&check_rows)),
+        "counters": counters.map(|c| c.1),
         "thresholds": (!outcomes.is_empty()).then(|| json!({
             "passed": outcomes.iter().all(|o| o.passed),
             "results": outcomes.iter().map(Outcome::json).collect::<Vec<_>>(),
@@ -604,6 +622,7 @@ fn judge(
     scan: &mut Scan,
     duration_secs: Option<f64>,
     dropped_iterations: Option<u64>,
+    checks: &[(String, u64, u64)],
 ) -> Vec<Outcome> {
     if thresholds.is_empty() {
         return Vec::new();
@@ -616,6 +635,8 @@ fn judge(
             errors: scan.errors,
             duration_secs,
             dropped_iterations,
+            checks: (!checks.is_empty())
+                .then(|| checks.iter().fold((0, 0), |(p, f), c| (p + c.1, f + c.2))),
         },
     )
 }
@@ -633,10 +654,12 @@ pub fn evaluate_thresholds(
     let (start, finish) = window(&conn, &scan);
     let arrivals = arrivals::read(&conn, database, start.unwrap_or(0.0).floor())?;
     let dropped_iterations = dropped(&conn, arrivals.as_ref());
+    let check_rows = checks::read(&conn, database)?;
     Ok(judge(
         thresholds,
         &mut scan,
         duration(start, finish),
         dropped_iterations,
+        &check_rows,
     ))
 }

@@ -127,6 +127,9 @@ struct Hq<'a> {
     warned_addressed: bool,
     /// The `abort_on_fail` thresholds, fed every result.
     live: Option<crate::gate::live::Live>,
+    /// The scripts' checks (name → passed, failed) and counters ((name, second) → sum).
+    checks: std::collections::BTreeMap<String, (u64, u64)>,
+    counters: std::collections::BTreeMap<(String, i64), f64>,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -219,6 +222,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         now: Instant::now(),
         steering: load::Steering::default(),
         warned_addressed: false,
+        checks: Default::default(),
+        counters: Default::default(),
         live: crate::gate::live::Live::new(
             &c.thresholds,
             Duration::from_secs(c.results_ts_interval_secs.max(1)),
@@ -629,6 +634,17 @@ impl Hq<'_> {
             self.turrets[i].received += 1;
             self.heard(i);
         }
+        for (name, passed, failed) in &r.checks {
+            let c = self.checks.entry(name.clone()).or_default();
+            c.0 += passed;
+            c.1 += failed;
+        }
+        for (name, n) in &r.counters {
+            *self
+                .counters
+                .entry((name.clone(), r.epoch.floor() as i64))
+                .or_default() += n;
+        }
         let custom_timers = r.timers_json();
         self.batch.push(ResultRow {
             error: r.error,
@@ -678,6 +694,18 @@ impl Hq<'_> {
             })?;
         }
         self.summary.rejected = rejected;
+        if !self.checks.is_empty() {
+            let checks = std::mem::take(&mut self.checks);
+            self.writer.send(Op::Checks(
+                checks.into_iter().map(|(n, (p, f))| (n, p, f)).collect(),
+            ))?;
+        }
+        if !self.counters.is_empty() {
+            let counters = std::mem::take(&mut self.counters);
+            self.writer.send(Op::Counters(
+                counters.into_iter().map(|((n, s), v)| (n, s, v)).collect(),
+            ))?;
+        }
         let mut timers: Vec<(String, u64)> = self.timer_counts.drain().collect();
         timers.sort();
         self.summary.timers = timers;

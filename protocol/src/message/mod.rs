@@ -111,6 +111,39 @@ pub struct TestResult {
     /// when the iteration was due: free of coordinated omission.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<f64>,
+    /// Extension ([`crate::EXT_CHECKS`]): the script's checks in this iteration, name →
+    /// `{"passed": n, "failed": n}` (a check may run more than once an iteration).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "checks_as_map"
+    )]
+    pub checks: Vec<(String, u64, u64)>,
+    /// Extension ([`crate::EXT_CHECKS`]): what the script added to its counters in this
+    /// iteration, name → amount.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "timers_as_map"
+    )]
+    pub counters: Timers,
+}
+
+fn checks_as_map<S: Serializer>(checks: &[(String, u64, u64)], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(checks.len()))?;
+    #[derive(Serialize)]
+    struct Counts {
+        passed: u64,
+        failed: u64,
+    }
+    for (name, passed, failed) in checks {
+        map.serialize_entry(
+            name,
+            &Counts {
+                passed: *passed,
+                failed: *failed,
+            },
+        )?;
+    }
+    map.end()
 }
 
 fn timers_as_map<S: Serializer>(timers: &Timers, s: S) -> Result<S::Ok, S::Error> {
@@ -279,6 +312,8 @@ const RESULT_KEYS: &[&str] = &[
     "seq",
     "turret_uuid",
     "lag",
+    "checks",
+    "counters",
 ];
 
 const HEARTBEAT_KEYS: &[&str] = &[
@@ -400,25 +435,57 @@ impl<'a> Fields<'a, '_> {
         })
     }
 
-    fn result(&self) -> Result<TestResult, DecodeError> {
-        self.only(RESULT_KEYS)?;
-        let custom_timers = match self.get("custom_timers") {
-            None | Some(Light::Null) => Vec::new(),
-            Some(Light::Object(timers)) => timers
+    /// An object of numbers (`custom_timers`, `counters`); absent or null is empty.
+    fn number_map(&self, field: &'static str) -> Result<Timers, DecodeError> {
+        match self.get(field) {
+            None | Some(Light::Null) => Ok(Vec::new()),
+            Some(Light::Object(items)) => items
                 .iter()
-                .map(|(name, v)| match number("custom_timers", v) {
-                    Ok(secs) => Ok((name.to_string(), secs)),
+                .map(|(name, v)| match number(field, v) {
+                    Ok(x) => Ok((name.to_string(), x)),
                     Err(_) => Err(DecodeError::WrongType {
-                        field: format!("custom_timers.{name}"),
+                        field: format!("{field}.{name}"),
                         expected: "a number",
                         found: v.kind(),
                     }),
                 })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(DecodeError::wrong_type("custom_timers", "an object", other))
-            }
+                .collect(),
+            Some(other) => Err(DecodeError::wrong_type(field, "an object", other)),
+        }
+    }
+
+    fn checks(&self) -> Result<Vec<(String, u64, u64)>, DecodeError> {
+        let Some(Light::Object(items)) = self.get("checks") else {
+            return match self.get("checks") {
+                None | Some(Light::Null) => Ok(Vec::new()),
+                Some(other) => Err(DecodeError::wrong_type("checks", "an object", other)),
+            };
         };
+        items
+            .iter()
+            .map(|(name, v)| {
+                let bad = || DecodeError::WrongType {
+                    field: format!("checks.{name}"),
+                    expected: "{\"passed\": n, \"failed\": n}",
+                    found: v.kind(),
+                };
+                let Light::Object(counts) = v else {
+                    return Err(bad());
+                };
+                let count = |key: &str| match counts.iter().find(|(k, _)| k == key) {
+                    None => Ok(0),
+                    Some((_, x)) => number("checks", x)
+                        .and_then(|x| integer("checks", x))
+                        .map_err(|_| bad()),
+                };
+                Ok((name.to_string(), count("passed")?, count("failed")?))
+            })
+            .collect()
+    }
+
+    fn result(&self) -> Result<TestResult, DecodeError> {
+        self.only(RESULT_KEYS)?;
+        let custom_timers = self.number_map("custom_timers")?;
         Ok(TestResult {
             elapsed: self.num("elapsed")?,
             epoch: self.num("epoch")?,
@@ -429,6 +496,8 @@ impl<'a> Fields<'a, '_> {
             seq: self.opt_int("seq")?,
             turret_uuid: self.opt_string("turret_uuid")?,
             lag: self.opt_num("lag")?,
+            checks: self.checks()?,
+            counters: self.number_map("counters")?,
         })
     }
 }

@@ -148,6 +148,21 @@ fn heartbeats_encode_exactly_and_are_classified_by_their_keys() {
         panic!("a result with its lag decodes")
     };
     assert_eq!(back, late);
+    // Checks and counters (extension `checks`), exactly as sent.
+    let checked = TestResult {
+        checks: vec![("status is 200".into(), 2, 1)],
+        counters: vec![("bytes".into(), 512.0)],
+        ..result()
+    };
+    let text = String::from_utf8(Message::Result(checked.clone()).encode()).unwrap();
+    assert!(
+        text.ends_with(r#""checks": {"status is 200": {"passed": 2, "failed": 1}}, "counters": {"bytes": 512.0}}"#),
+        "{text}"
+    );
+    assert_eq!(
+        Message::decode(text.as_bytes()),
+        Ok(Message::Result(checked))
+    );
     let both = r#"{"heartbeat": 3, "uuid": "u", "status": "ready"}"#;
     assert_eq!(
         Message::decode(both.as_bytes()),

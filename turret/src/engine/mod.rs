@@ -33,13 +33,17 @@ pub struct ScriptError(pub String);
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// What one iteration produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Iteration {
     /// Duration of `run()` alone, in seconds.
     pub scriptrun_time: f64,
     /// `""` on success, else the error message (`setup: …`/`tear_down: …` for those).
     pub error: String,
     pub timers: Timers,
+    /// `check()`s of the iteration: name, passed, failed.
+    pub checks: Vec<(String, u64, u64)>,
+    /// What `oct.counter()` added in the iteration.
+    pub counters: Timers,
 }
 
 /// The canon's side of the loop: whether to go on, and where each iteration goes.

@@ -287,20 +287,43 @@ impl Worker {
             Some(Value::Null) | None => String::new(),
             Some(other) => other.to_string(),
         };
-        let mut timers: Vec<(String, f64)> = reply
-            .get("custom_timers")
+        let numbers = |key: &str| {
+            let mut list: Vec<(String, f64)> = reply
+                .get(key)
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            list
+        };
+        // `"checks": {"name": true | false | {"passed": n, "failed": n}}`.
+        let mut checks: Vec<(String, u64, u64)> = reply
+            .get("checks")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                    .map(|(k, v)| match v {
+                        Value::Bool(true) => (k.clone(), 1, 0),
+                        Value::Object(o) => {
+                            let n = |f| o.get(f).and_then(Value::as_u64).unwrap_or(0);
+                            (k.clone(), n("passed"), n("failed"))
+                        }
+                        _ => (k.clone(), 0, 1),
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        timers.sort_by(|a, b| a.0.cmp(&b.0));
+        checks.sort();
         Ok(Iteration {
             scriptrun_time,
             error,
-            timers,
+            timers: numbers("custom_timers"),
+            checks,
+            counters: numbers("counters"),
         })
     }
 }
@@ -326,9 +349,8 @@ impl Script for ProcessScript {
                         Err(e) => {
                             // The iteration in flight is lost with its worker: say so as data.
                             canon.report(Iteration {
-                                scriptrun_time: 0.0,
                                 error: format!("worker died: {}", e.0),
-                                timers: Vec::new(),
+                                ..Default::default()
                             });
                             failures += 1;
                             if failures >= MAX_RESTARTS {

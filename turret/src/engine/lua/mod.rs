@@ -31,6 +31,7 @@ const PRELUDE: &str = include_str!("prelude.lua");
 /// own table, and `load` compiles into it unless told otherwise, so that a script's globals
 /// never leak into the canons beside it.
 const CANON_ENV: &str = include_str!("canon_env.lua");
+const TALLY: &str = include_str!("tally.lua");
 
 const YIELDED: &str =
     "the script yielded its canon's coroutine (coroutine.yield outside a coroutine of its own)";
@@ -72,6 +73,8 @@ struct Shared {
     bytecode: Rc<[u8]>,
     looper: Function,
     new_env: Function,
+    /// Gives a canon's globals `check` and `oct.counter`; returns their tally.
+    new_tally: Function,
     sleep: Function,
     now: Function,
 }
@@ -146,6 +149,7 @@ impl LuaEngine {
                 g.get::<Function>("setmetatable").map_err(err)?,
             ))
             .map_err(err)?;
+        let new_tally: Function = lua.load(TALLY).set_name("@oct-tally").eval().map_err(err)?;
         // Yields to the canon's driver, which sleeps without blocking the thread's other canons.
         let sleep: Function = lua
             .load("local y = coroutine.yield; return function(s) y('oct:sleep', s) end")
@@ -166,6 +170,7 @@ impl LuaEngine {
             bytecode,
             looper,
             new_env,
+            new_tally,
             sleep,
             now,
         })
@@ -192,6 +197,7 @@ impl LuaEngine {
         let lua = &shared.lua;
         let env: Table = shared.new_env.call(()).map_err(err)?;
         canon_globals(lua, &env, &shared, canon).map_err(err)?;
+        let tally: Table = shared.new_tally.call(env.clone()).map_err(err)?;
         lua.load(&shared.bytecode[..])
             .set_name(&self.name)
             .set_mode(ChunkMode::Binary)
@@ -212,6 +218,7 @@ impl LuaEngine {
             _ => None,
         };
         Ok(Box::new(LuaScript {
+            tally,
             setup: optional("setup"),
             tear_down: optional("tear_down"),
             run,
@@ -243,9 +250,30 @@ impl Engine for LuaEngine {
 
 struct LuaScript {
     run: Function,
+    tally: Table,
     setup: Option<Function>,
     tear_down: Option<Function>,
     shared: Shared,
+}
+
+/// `{name = {passed, failed}}` as tally.lua keeps it, sorted by name.
+fn tallied_checks(t: Table) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = t
+        .pairs::<String, Table>()
+        .filter_map(Result::ok)
+        .map(|(name, c)| {
+            let n = |i| c.raw_get::<u64>(i).unwrap_or(0);
+            (name, n(1), n(2))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn tallied_counters(t: Table) -> Timers {
+    let mut out: Timers = t.pairs::<String, f64>().filter_map(Result::ok).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// Turns what a failed `pcall` returned into the result's error message.
@@ -271,11 +299,13 @@ impl Script for LuaScript {
             let report = lua
                 .create_function(
                     move |_,
-                          (elapsed, e, phase, timers): (
+                          (elapsed, e, phase, timers, checks, counters): (
                         f64,
                         LuaValue,
                         Option<String>,
                         LuaValue,
+                        Option<Table>,
+                        Option<Table>,
                     )| {
                         let mut error = if e.is_nil() {
                             String::new()
@@ -312,6 +342,8 @@ impl Script for LuaScript {
                             scriptrun_time: elapsed,
                             error,
                             timers: list,
+                            checks: checks.map(tallied_checks).unwrap_or_default(),
+                            counters: counters.map(tallied_counters).unwrap_or_default(),
                         });
                         Ok(canon.keep_going())
                     },
@@ -326,6 +358,7 @@ impl Script for LuaScript {
                 go,
                 report,
                 paced,
+                self.tally.clone(),
             )
                 .into_lua_multi(lua)
                 .map_err(err)?;

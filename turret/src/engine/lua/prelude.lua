@@ -39,7 +39,7 @@ function T:timer(name, fn, ...)
   self.custom_timers[name] = clock() - t0
   return table.unpack(r, 1, r.n)
 end
-return function(setup, run, tear_down, go, report, paced)
+return function(setup, run, tear_down, go, report, paced, tally)
   local n = 0
   -- One `t` for the canon's life, its timers table replaced only once used: an iteration
   -- that times nothing leaves nothing for the collector.
@@ -67,8 +67,12 @@ return function(setup, run, tear_down, go, report, paced)
       if not ok and err == nil then err, phase = e, "tear_down" end
     end
     local timers = t.custom_timers
+    -- What check() and oct.counter() tallied in this iteration, if anything.
+    local checks, counters = tally.checks, tally.counters
+    if next(checks) ~= nil then tally.checks = {} else checks = nil end
+    if next(counters) ~= nil then tally.counters = {} else counters = nil end
     -- Sends the result; says whether to go on.
-    go = report(elapsed, err, phase, timers)
+    go = report(elapsed, err, phase, timers, checks, counters)
     if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
     -- A script that never awaits (no I/O, no sleep) must not starve the canons beside it.
     n = n + 1

@@ -276,3 +276,55 @@ fn http_options_reach_the_server_and_the_response_reaches_the_script() {
         )]
     );
 }
+
+#[test]
+fn checks_and_counters_are_tallied_per_iteration() {
+    let got = iterate(
+        r#"
+        local n = 0
+        function run(t)
+          n = n + 1
+          if n == 2 then return end
+          local all = check(200, {
+            ["is 200"] = function(s) return s == 200 end,
+            ["is 500"] = function(s) return s == 500 end,
+            ["raises"] = function() error("boom") end,
+          })
+          t.custom_timers.all = all and 1 or 0
+          check(200, {["is 200"] = function(s) return s == 200 end})
+          oct.counter("bytes", 10)
+          oct.counter("hits")
+        end
+        "#,
+        2,
+    );
+    assert_eq!(
+        got[0].checks,
+        [
+            ("is 200".to_owned(), 2, 0),
+            ("is 500".to_owned(), 0, 1),
+            ("raises".to_owned(), 0, 1)
+        ]
+    );
+    assert_eq!(got[0].timers, [("all".to_owned(), 0.0)]);
+    assert_eq!(
+        got[0].counters,
+        [("bytes".to_owned(), 10.0), ("hits".to_owned(), 1.0)]
+    );
+    // The next iteration starts afresh.
+    assert!(got[1].checks.is_empty() && got[1].counters.is_empty());
+    let bad = iterate("function run(t) check(1, 'x') end", 1);
+    assert!(
+        bad[0].error.contains("check(value, {name = function(value) ... end}): the checks must be a table, not a string"),
+        "{}",
+        bad[0].error
+    );
+    let bad = iterate("function run(t) oct.counter('c', 'many') end", 1);
+    assert!(
+        bad[0]
+            .error
+            .contains("oct.counter(name [, n]): n must be a number, not a string"),
+        "{}",
+        bad[0].error
+    );
+}
