@@ -15,7 +15,7 @@
 //! `arrival_rate`, hands them to its pool of canons and counts what it had to drop. `engine` owns the script
 //! engines behind the `Engine`/`Script` traits (`engine::lua`); `http` owns the HTTP client that
 //! Lua scripts get (its own Layout inside); `tcp` owns the raw connections of `tcp.connect`,
-//! on the same byte streams.
+//! on the same byte streams; `ws` the WebSocket clients of `ws.connect` (tokio-tungstenite).
 
 pub mod canon;
 pub mod config;
@@ -27,6 +27,7 @@ mod link;
 pub mod pace;
 pub mod run;
 mod tcp;
+mod ws;
 
 pub use config::{Config, ConfigError};
 pub use run::{run, TurretError};

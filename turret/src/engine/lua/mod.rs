@@ -1,5 +1,5 @@
 //! The embedded Lua 5.4 engine (DESIGN §6). The script's top level runs once per canon and
-//! defines `run(t)`, optionally `setup()` and `tear_down()`. Built in: `http`, `tcp`, `t:timer`,
+//! defines `run(t)`, optionally `setup()` and `tear_down()`. Built in: `http`, `tcp`, `ws`, `t:timer`,
 //! `t.custom_timers`, `oct.sleep/now/context/canon/turret`, `json`, `log`.
 //!
 //! One Lua state per worker thread, shared by the canons it hosts: each canon is a coroutine of
@@ -389,6 +389,7 @@ impl Script for LuaScript {
                     }
                     b"oct:pace" => pacer.pace().await.into_lua_multi(lua).map_err(err)?,
                     b"oct:tcp" => crate::tcp::perform(lua, out).await.map_err(err)?,
+                    b"oct:ws" => crate::ws::perform(lua, out).await.map_err(err)?,
                     b"oct:yield" => {
                         tokio::task::yield_now().await;
                         MultiValue::new()
@@ -431,6 +432,7 @@ fn install(lua: &Lua) -> mlua::Result<()> {
     g.set("json", json)?;
     g.set("http", crate::http::table(lua)?)?;
     g.set("tcp", crate::tcp::table(lua)?)?;
+    g.set("ws", crate::ws::table(lua)?)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ local pcall, setmetatable, type, next = pcall, setmetatable, type, next
 -- ("oct:…") is passed up to the canon's driver, and its answer handed back down, so the
 -- script's coroutine.resume only ever sees the script's own yields.
 local co_resume, co_status, co_create, co_close = coroutine.resume, coroutine.status, coroutine.create, coroutine.close
-local OURS = {["oct:http"] = true, ["oct:tcp"] = true, ["oct:sleep"] = true, ["oct:yield"] = true}
+local OURS = {["oct:http"] = true, ["oct:tcp"] = true, ["oct:ws"] = true, ["oct:sleep"] = true, ["oct:yield"] = true}
 local function pass(co, ok, tag, ...)
   if ok and OURS[tag] and co_status(co) == "suspended" then
     return pass(co, co_resume(co, co_yield(tag, ...)))
