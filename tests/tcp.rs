@@ -116,15 +116,7 @@ function run(t) cases[oct.canon]() end
     p.write("bad.lua", &script);
     let (status, out) = p.run_local();
     assert!(status.success(), "{out}");
-    let conn = rusqlite::Connection::open(p.db()).unwrap();
-    let mut errors: Vec<String> = conn
-        .prepare("SELECT error FROM result")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    errors.sort();
+    let errors = texts(&p.db(), "SELECT error FROM result ORDER BY error");
     let peer = format!("127.0.0.1:{}", redis.port);
     let want = [
         String::new(),

@@ -128,14 +128,7 @@ function run(t) cases[oct.canon]() end
     p.write("bad.lua", &script);
     let (status, out) = p.run_local();
     assert!(status.success(), "{out}");
-    let conn = rusqlite::Connection::open(p.db()).unwrap();
-    let errors: Vec<String> = conn
-        .prepare("SELECT error FROM result ORDER BY error")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let errors = texts(&p.db(), "SELECT error FROM result ORDER BY error");
     assert_eq!(errors.len(), 5, "{errors:?}\n{out}");
     let want = [
         format!("ws {url}/echo: receive on a closed connection"),

@@ -318,6 +318,20 @@ pub fn lua_get(url: &str, timeout: f64, sleep_secs: f64) -> String {
     )
 }
 
+/// The first column of every row `sql` returns, as text.
+pub fn texts(db: &Path, sql: &str) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
 pub fn count_rows(db: &Path, sql: &str) -> i64 {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

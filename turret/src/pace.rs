@@ -208,8 +208,19 @@ mod tests {
             origin,
             move || s.load(Ordering::Relaxed),
         ));
+        let due = |p: &Pacer| p.started.load(Ordering::Relaxed) + p.dropped.load(Ordering::Relaxed);
         local.block_on(&rt, async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Run until 100 iterations have fallen due (half a second at 200/s), polled with a
+            // deadline.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while due(&pacer) < 100 {
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} due in 10 s",
+                    due(&pacer)
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             stop.store(true, Ordering::Relaxed);
             // The dispatcher closes the pool: each canon ends after its iteration.
             for c in canons {

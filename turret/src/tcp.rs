@@ -55,8 +55,8 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     lua.load(TCP_LUA).set_name("@oct-tcp").call(())
 }
 
-/// `nil, message`: what the Lua side raises.
-fn fail(lua: &Lua, message: String) -> mlua::Result<MultiValue> {
+/// `nil, message`: what the Lua side of `tcp` and `ws` raises.
+pub(crate) fn fail(lua: &Lua, message: String) -> mlua::Result<MultiValue> {
     (LuaValue::Nil, message).into_lua_multi(lua)
 }
 

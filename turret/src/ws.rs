@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::conn::{open, Io};
+use crate::tcp::fail;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -47,10 +48,6 @@ return ws
 
 pub fn table(lua: &Lua) -> mlua::Result<Table> {
     lua.load(WS_LUA).set_name("@oct-ws").call(())
-}
-
-fn fail(lua: &Lua, message: String) -> mlua::Result<MultiValue> {
-    (LuaValue::Nil, message).into_lua_multi(lua)
 }
 
 /// Performs the call a script yielded: `op, socket-or-url, …`.
@@ -112,7 +109,7 @@ async fn exchange(
                     return Err(format!(
                         "the data must be a string, not {}",
                         other.map_or("nothing", |v| v.type_name())
-                    ))
+                    ));
                 }
             };
             let binary = match args.pop_front() {
@@ -206,13 +203,7 @@ async fn handshake(url: &str, headers: &[(String, String)]) -> Result<WebSocketS
         Some("wss") => true,
         _ => return Err("the URL must start with ws:// or wss://".into()),
     };
-    let host = uri.host().ok_or("the URL has no host")?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let (host, port) = crate::http::target::endpoint(&uri, tls)?;
     for (name, value) in headers {
         let name: tokio_tungstenite::tungstenite::http::HeaderName = name
             .parse()

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use crate::report::svg::escape as xml;
 use crate::stats::Series;
 use expr::{Expr, Metric};
 
@@ -278,10 +279,6 @@ pub fn table(outcomes: &[Outcome]) -> String {
         outcomes.len() - failed
     );
     out
-}
-
-fn xml(s: &str) -> String {
-    crate::report::svg::escape(s)
 }
 
 /// JUnit XML: one testsuite, one testcase per threshold and series, a `<failure>` for each

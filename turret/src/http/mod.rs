@@ -246,7 +246,7 @@ impl Client {
 
 pub(crate) mod conn;
 mod lua;
-mod target;
+pub(crate) mod target;
 #[cfg(test)]
 pub(crate) mod test_server;
 #[cfg(test)]
