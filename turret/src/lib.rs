@@ -22,6 +22,7 @@ pub mod config;
 pub mod data;
 pub mod engine;
 mod health;
+mod html;
 mod http;
 mod link;
 pub mod pace;

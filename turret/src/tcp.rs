@@ -136,7 +136,9 @@ async fn exchange(
             Some(LuaValue::Number(n)) => Ok(n.to_string().into_bytes()),
             other => Err(format!(
                 "{what} must be a string, not {}",
-                other.map_or("nothing", |v| v.type_name())
+                other
+                    .as_ref()
+                    .map_or("nothing", crate::engine::lua::type_of)
             )),
         }
     };
@@ -213,7 +215,7 @@ fn describe(v: Option<&LuaValue>) -> String {
         Some(LuaValue::Integer(i)) => i.to_string(),
         Some(LuaValue::Number(n)) => n.to_string(),
         Some(LuaValue::String(s)) => format!("{:?}", s.to_string_lossy()),
-        Some(other) => format!("a {}", other.type_name()),
+        Some(other) => format!("a {}", crate::engine::lua::type_of(other)),
     }
 }
 
@@ -232,7 +234,9 @@ async fn connect(lua: &Lua, mut args: MultiValue) -> mlua::Result<MultiValue> {
                 lua,
                 format!(
                     "tcp.connect: the host must be a string, not {}",
-                    other.map_or("nothing", |v| v.type_name())
+                    other
+                        .as_ref()
+                        .map_or("nothing", crate::engine::lua::type_of)
                 ),
             )
         }

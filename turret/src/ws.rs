@@ -108,7 +108,9 @@ async fn exchange(
                 other => {
                     return Err(format!(
                         "the data must be a string, not {}",
-                        other.map_or("nothing", |v| v.type_name())
+                        other
+                            .as_ref()
+                            .map_or("nothing", crate::engine::lua::type_of)
                     ));
                 }
             };
@@ -160,7 +162,9 @@ async fn connect(lua: &Lua, mut args: MultiValue) -> mlua::Result<MultiValue> {
                 lua,
                 format!(
                     "ws.connect: the URL must be a string, not {}",
-                    other.map_or("nothing", |v| v.type_name())
+                    other
+                        .as_ref()
+                        .map_or("nothing", crate::engine::lua::type_of)
                 ),
             )
         }

@@ -229,7 +229,20 @@ impl Client {
             return;
         };
         let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+        // `Max-Age=0` (or below) is how a server deletes a cookie.
+        let expired = set_cookie.split(';').skip(1).any(|attr| {
+            attr.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("max-age")
+                    && v.trim().parse::<i64>().is_ok_and(|n| n <= 0)
+            })
+        });
         let mut inner = self.0.borrow_mut();
+        if expired {
+            if let Some((_, jar)) = inner.cookies.iter_mut().find(|(h, _)| h == host) {
+                jar.retain(|(k, _)| *k != name);
+            }
+            return;
+        }
         let jar = match inner.cookies.iter().position(|(h, _)| h == host) {
             Some(i) => &mut inner.cookies[i].1,
             None => {

@@ -375,7 +375,7 @@ impl Script for LuaScript {
                 };
                 let tag = tag.as_bytes();
                 args = match &*tag {
-                    b"oct:http" => crate::http::perform(lua, &client, out).await.map_err(err)?,
+                    b"oct:http" => raise(lua, crate::http::perform(lua, &client, out).await)?,
                     b"oct:sleep" => {
                         let secs = match out.pop_front() {
                             Some(LuaValue::Number(n)) => n,
@@ -388,8 +388,8 @@ impl Script for LuaScript {
                         MultiValue::new()
                     }
                     b"oct:pace" => pacer.pace().await.into_lua_multi(lua).map_err(err)?,
-                    b"oct:tcp" => crate::tcp::perform(lua, out).await.map_err(err)?,
-                    b"oct:ws" => crate::ws::perform(lua, out).await.map_err(err)?,
+                    b"oct:tcp" => raise(lua, crate::tcp::perform(lua, out).await)?,
+                    b"oct:ws" => raise(lua, crate::ws::perform(lua, out).await)?,
                     b"oct:yield" => {
                         tokio::task::yield_now().await;
                         MultiValue::new()
@@ -398,6 +398,19 @@ impl Script for LuaScript {
                 };
             }
         })
+    }
+}
+
+/// What a request function answers the script: its result, or — for bad arguments — `nil`
+/// and the message, which the script's side raises as a Lua error: an error result for that
+/// iteration, never the end of the canon.
+fn raise(lua: &Lua, r: mlua::Result<MultiValue>) -> Result<MultiValue, ScriptError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(mlua::Error::RuntimeError(m)) => (LuaValue::Nil, m).into_lua_multi(lua).map_err(err),
+        Err(e) => (LuaValue::Nil, e.to_string())
+            .into_lua_multi(lua)
+            .map_err(err),
     }
 }
 
@@ -433,6 +446,7 @@ fn install(lua: &Lua) -> mlua::Result<()> {
     g.set("http", crate::http::table(lua)?)?;
     g.set("tcp", crate::tcp::table(lua)?)?;
     g.set("ws", crate::ws::table(lua)?)?;
+    g.set("html", crate::html::table(lua)?)?;
     Ok(())
 }
 
@@ -464,3 +478,11 @@ fn canon_globals(lua: &Lua, env: &Table, shared: &Shared, canon: &CanonInfo) -> 
 
 #[cfg(test)]
 mod tests;
+
+/// A value's type as Lua's `type()` names it (mlua says "integer" for some numbers).
+pub(crate) fn type_of(v: &LuaValue) -> &'static str {
+    match v {
+        LuaValue::Integer(_) | LuaValue::Number(_) => "number",
+        other => other.type_name(),
+    }
+}

@@ -328,3 +328,69 @@ fn checks_and_counters_are_tallied_per_iteration() {
         bad[0].error
     );
 }
+
+#[test]
+fn redirects_are_followed_only_when_asked_as_browsers_do() {
+    use crate::http::test_server::Server;
+    let b = Server::start(vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into()]);
+    let a = Server::start(vec![
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /two\r\nContent-Length: 0\r\n\r\n".into(),
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+            b.url("/three")
+        ),
+        "HTTP/1.1 301 Moved\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n".into(),
+    ]);
+    let got = iterate(
+        &format!(
+            r#"
+            function run(t)
+              local r = http.request{{method = "post", url = "{one}", form = {{x = "1"}},
+                headers = {{Authorization = "Bearer s"}}, redirects = 2}}
+              assert(r.status == 200 and r.body == "ok" and r.url == "{three}", r.url)
+              local kept = http.get("{one}")
+              assert(kept.status == 301 and kept.url == "{one}" and kept.headers.location == "/elsewhere")
+            end
+            "#,
+            one = a.url("/one"),
+            three = b.url("/three")
+        ),
+        1,
+    );
+    assert_eq!(got[0].error, "");
+    let host = format!("127.0.0.1:{}", a.port);
+    let form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nx=1";
+    assert_eq!(
+        a.requests()[..2],
+        [
+            format!("POST /one HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer s\r\n{form}"),
+            // 307 keeps the method and the body.
+            format!("POST /two HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer s\r\n{form}"),
+        ]
+    );
+    // 302 after a POST is a GET, and another host gets no Authorization.
+    assert_eq!(
+        b.requests(),
+        [format!(
+            "GET /three HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            b.port
+        )]
+    );
+}
+
+#[test]
+fn bad_http_arguments_are_clear_errors() {
+    for (call, want) in [
+        ("http.get('http://127.0.0.1:9/', {redirects = 99})", "http: redirects must be true or a count from 0 to 30, not 99"),
+        ("http.get('http://127.0.0.1:9/', {redirects = 'x'})", "not a string"),
+        ("http.post('http://127.0.0.1:9/', {a = {}})", ""),
+        ("http.post('http://127.0.0.1:9/', {a = function() end})", "http: form value \"a\" must be a string or a number, not a function"),
+        ("http.get('http://127.0.0.1:9/', {query = {{1}}})", "http: query value \"1\" must be a string or a number, not a nil"),
+        ("http.request{method = 'GET'}", "http.request{…}: the table has no url"),
+        ("http.request(7, 'http://x/')", "http.request: the method must be a string (or pass one table), not a number"),
+        ("http.submit('x')", "http.submit: the first argument must be a form from html.parse(…):form(), not a string"),
+    ] {
+        let got = iterate(&format!("function run(t) {call} end"), 1);
+        assert!(got[0].error.contains(want), "{call}: {}", got[0].error);
+    }
+}
