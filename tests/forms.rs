@@ -85,3 +85,119 @@ fn a_lua_user_browses_logs_in_through_a_form_and_logs_out() {
         ])
     );
 }
+
+/// An OCT tutorial-style script: OCT's `Browser` drives the shop, with OCT's CustomTimer, and
+/// this project's checks and counters; every fourth iteration follows a link that is not there.
+const OCT_SHOPPER: &str = r##"
+from oct_turrets.base import BaseTransaction
+from oct_turrets.tools import CustomTimer
+from oct.core.browser import Browser
+
+BASE = "@BASE@"
+
+
+class Transaction(BaseTransaction):
+    def __init__(self, config, context=None):
+        super(Transaction, self).__init__(config, context)
+        self.browser = Browser()
+        self.browser.add_header("X-Shopper", "oct")
+        self.n = 0
+
+    def run(self):
+        self.n += 1
+        br = self.browser
+        br.clean_session()
+        resp = br.open_url(BASE + "/")
+        assert resp.status_code == 200, resp.status_code
+        resp = br.follow_link("a.product", ".*/products/2")
+        assert resp.html.cssselect("h1")[0].text == "Product 2"
+        br.get_form(selector="form.search")
+        br.form_data["q"] = "red shoes"
+        resp = br.submit_form()
+        assert resp.html.cssselect("h1")[0].text == "Results for red shoes", resp.text
+        assert br.history[-2:] == [BASE + "/", BASE + "/products/2"], br.history
+        resp = br.back()
+        assert resp.url == BASE + "/products/2" and br.history[-1] == BASE + "/", br.history
+        assert len(br.history) <= 100, len(br.history)
+        with CustomTimer(self, "login"):
+            br.open_url(BASE + "/login")
+            br.get_form(selector="#login")
+            br.form_data["user"] = "alice"
+            br.form_data["password"] = "secret"
+            resp = br.submit_form()
+        self.check(resp, {"logged in": lambda r: r.url == BASE + "/account",
+                          "welcomed": lambda r: r.html.cssselect("#hello")[0].text == "Hello alice"})
+        self.counter("pages", 6)
+        if self.n % 4 == 0:
+            br.follow_link("a.missing")
+"##;
+
+#[test]
+fn an_oct_script_drives_the_site_with_octs_browser() {
+    let shop = Shop::start();
+    let python = browser_python();
+    let p = Project::new(config(
+        60.0,
+        1,
+        json!([{"name": "py", "cannons": 2, "rampup": 0, "iterations": 8, "script": "shop.py"}]),
+    ));
+    p.write("shop.py", &OCT_SHOPPER.replace("@BASE@", &shop.base()));
+    let mut cmd = oct_run(p.path(), &p.results_dir(), &["--local", "--no-results"]);
+    cmd.env("OCT_PYTHON", &python);
+    let (status, out) = Proc::spawn(cmd).wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{out}");
+    let errors = texts(&p.db(), "SELECT error FROM result ORDER BY error");
+    assert_eq!(errors.len(), 16, "{out}");
+    let wrong: Vec<&String> = errors.iter().filter(|e| !e.is_empty()).collect();
+    assert_eq!(wrong, vec!["Link not found"; 4], "{errors:?}");
+    assert_eq!(shop.asked("POST /login"), 16);
+    assert_eq!(shop.asked("GET /account"), 16);
+    assert_eq!(shop.asked("GET /search"), 16);
+    // The search page was left with back(): product 2 was asked twice each time.
+    assert_eq!(shop.asked("GET /products/2"), 32);
+    assert_eq!(
+        count_rows(
+            &p.db(),
+            "SELECT count(*) FROM result WHERE custom_timers LIKE '%\"login\":%'"
+        ),
+        16
+    );
+    let summary = p.rebuild();
+    assert_eq!(
+        summary["checks"],
+        json!([
+            {"name": "logged in", "passed": 16, "failed": 0, "rate": 1.0},
+            {"name": "welcomed", "passed": 16, "failed": 0, "rate": 1.0},
+        ])
+    );
+    assert_eq!(
+        summary["counters"]["pages"]["total"], 96.0,
+        "{}",
+        summary["counters"]
+    );
+}
+
+#[test]
+fn without_requests_and_lxml_the_browser_says_what_to_install() {
+    let p = Project::new(config(
+        5.0,
+        1,
+        json!([{"name": "py", "cannons": 1, "script": "shop.py"}]),
+    ));
+    p.write(
+        "shop.py",
+        &OCT_SHOPPER.replace("@BASE@", "http://127.0.0.1:9"),
+    );
+    let mut cmd = oct_run(p.path(), &p.results_dir(), &["--local", "--no-results"]);
+    cmd.env("OCT_PYTHON", bare_python());
+    let (status, text) = Proc::spawn(cmd).wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2), "{text}");
+    let log_path = text.split("; see ").nth(1).unwrap().lines().next().unwrap();
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains(
+            "oct.core.browser needs the Python packages requests, lxml, cssselect, not installed for "
+        ) && log.contains("pip install requests lxml cssselect"),
+        "{log}"
+    );
+}

@@ -416,3 +416,42 @@ fn in_a_global_shape_the_real_oct_turret_runs_its_share_and_ours_follows_the_res
         ) >= 20
     );
 }
+
+#[test]
+fn the_python_adapter_is_kept_in_the_users_cache_and_leaves_no_temp_folder() {
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = || {
+        let p = Project::new(config(
+            0.5,
+            1,
+            json!([{"name": "py", "cannons": 2, "iterations": 3, "script": "v_user.py"}]),
+        ));
+        std::fs::copy(fixture_script(), p.path().join("v_user.py")).unwrap();
+        let mut cmd = oct_run(p.path(), &p.results_dir(), &["--local", "--no-results"]);
+        cmd.env("XDG_CACHE_HOME", cache.path()).env("TMPDIR", tmp.path());
+        let (status, text) = Proc::spawn(cmd).wait_exit(T);
+        assert!(status.success(), "{text}");
+        assert_eq!(count_rows(&p.db(), "SELECT count(*) FROM result"), 6, "{text}");
+    };
+    let adapters = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.path().join("oct"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    run();
+    let dirs = adapters();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(dirs[0].file_name().unwrap().to_str().unwrap().starts_with("python-"));
+    let worker = dirs[0].join("oct_worker.py");
+    let good = std::fs::read(&worker).unwrap();
+    // The local turrets were killed at the end of the run: nothing of theirs is left in TMPDIR.
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A damaged copy is replaced at the next start.
+    std::fs::write(&worker, "raise SystemExit('damaged')\n").unwrap();
+    run();
+    assert_eq!(std::fs::read(&worker).unwrap(), good);
+    assert_eq!(adapters(), dirs);
+}

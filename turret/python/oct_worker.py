@@ -98,7 +98,16 @@ def main():
                     timers[str(k)] = float(v)
                 except (TypeError, ValueError):
                     pass
-            reply({"scriptrun_time": elapsed, "error": error, "custom_timers": timers})
+            out = {"scriptrun_time": elapsed, "error": error, "custom_timers": timers}
+            # What check() and counter() tallied in this iteration, if anything.
+            tally = getattr(trans, "_oct_tally", None)
+            if tally is not None:
+                if tally["checks"]:
+                    out["checks"] = tally["checks"]
+                if tally["counters"]:
+                    out["counters"] = tally["counters"]
+                trans._oct_tally = None
+            reply(out)
         else:
             reply({"ok": False, "error": "unknown op %r" % op})
     return 0

@@ -1,4 +1,5 @@
 """OCT's BaseTransaction, as OCT scripts import it: `from oct_turrets.base import BaseTransaction`."""
+from oct_turrets import tools
 
 
 class BaseTransaction(object):
@@ -17,3 +18,11 @@ class BaseTransaction(object):
 
     def tear_down(self):
         """Called after every run(); not timed."""
+
+    def check(self, value, checks):
+        """`self.check(r, {"status is 200": lambda r: r.status_code == 200})`: see tools.check."""
+        return tools.check(self, value, checks)
+
+    def counter(self, name, n=1):
+        """`self.counter("bytes", len(body))`: see tools.counter."""
+        tools.counter(self, name, n)

@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::{Canon, CanonInfo, Engine, Iteration, LocalFuture, Script, ScriptError};
 
-/// The adapter and the `oct_turrets` stand-in package, written to a private folder at start.
+/// The adapter and the `oct_turrets` and `oct` (OCT's Browser) stand-in packages, written to a
+/// private folder at start.
 const PYTHON_FILES: &[(&str, &str)] = &[
     ("oct_worker.py", include_str!("../../python/oct_worker.py")),
     (
@@ -34,6 +35,22 @@ const PYTHON_FILES: &[(&str, &str)] = &[
     (
         "oct_turrets/data.py",
         include_str!("../../python/oct_turrets/data.py"),
+    ),
+    (
+        "oct/__init__.py",
+        include_str!("../../python/oct/__init__.py"),
+    ),
+    (
+        "oct/core/__init__.py",
+        include_str!("../../python/oct/core/__init__.py"),
+    ),
+    (
+        "oct/core/browser.py",
+        include_str!("../../python/oct/core/browser.py"),
+    ),
+    (
+        "oct/core/exceptions.py",
+        include_str!("../../python/oct/core/exceptions.py"),
     ),
 ];
 
@@ -53,27 +70,26 @@ struct Launch {
 
 pub struct ProcessEngine {
     launch: Launch,
-    /// Keeps the adapter's folder alive as long as the engine.
+    /// Keeps the adapter's folder alive as long as the engine, when it is a temporary one.
     _support: Option<Arc<tempfile::TempDir>>,
 }
 
 impl ProcessEngine {
     /// An OCT Python script, run by `python3` (or `$OCT_PYTHON`) through the adapter.
     pub fn python(script: &Path) -> Result<Self, ScriptError> {
-        let dir = tempfile::Builder::new()
-            .prefix("oct-python-")
-            .tempdir()
-            .map_err(|e| ScriptError(format!("creating the Python adapter folder: {e}")))?;
-        for (rel, text) in PYTHON_FILES {
-            let path = dir.path().join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| ScriptError(format!("{}: {e}", parent.display())))?;
+        let (dir, temp) = match cached_adapter() {
+            Some(dir) => (dir, None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("oct-python-")
+                    .tempdir()
+                    .map_err(|e| ScriptError(format!("creating the Python adapter folder: {e}")))?;
+                write_adapter(temp.path())
+                    .map_err(|e| ScriptError(format!("writing the Python adapter: {e}")))?;
+                (temp.path().to_owned(), Some(Arc::new(temp)))
             }
-            std::fs::write(&path, text)
-                .map_err(|e| ScriptError(format!("{}: {e}", path.display())))?;
-        }
-        let mut pythonpath = OsString::from(dir.path());
+        };
+        let mut pythonpath = OsString::from(&dir);
         if let Some(old) = std::env::var_os("PYTHONPATH") {
             pythonpath.push(":");
             pythonpath.push(old);
@@ -82,14 +98,14 @@ impl ProcessEngine {
         Ok(ProcessEngine {
             launch: Launch {
                 program,
-                args: vec![dir.path().join("oct_worker.py").into(), script.into()],
+                args: vec![dir.join("oct_worker.py").into(), script.into()],
                 env: vec![
                     ("PYTHONPATH".into(), pythonpath),
                     ("PYTHONUNBUFFERED".into(), "1".into()),
                 ],
                 script: script.to_owned(),
             },
-            _support: Some(Arc::new(dir)),
+            _support: temp,
         })
     }
 
@@ -114,6 +130,68 @@ impl ProcessEngine {
             _support: None,
         })
     }
+}
+
+fn write_adapter(dir: &Path) -> std::io::Result<()> {
+    for (rel, text) in PYTHON_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+/// The adapter in the user's cache (`$XDG_CACHE_HOME` or `~/.cache`, `oct/python-<hash of its
+/// files>`), written once and checked at each start: a turret that is killed (as local
+/// turrets are at the end of a run) leaves nothing behind, where a temporary folder per start
+/// would pile up. `None` if there is no cache folder to write in (a temporary folder then).
+fn cached_adapter() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    // FNV-1a over names and contents: stable across builds, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (rel, text) in PYTHON_FILES {
+        for b in rel.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let root = cache.join("oct");
+    let dir = root.join(format!("python-{hash:016x}"));
+    let intact = |dir: &Path| {
+        PYTHON_FILES
+            .iter()
+            .all(|(rel, text)| std::fs::read(dir.join(rel)).is_ok_and(|got| got == text.as_bytes()))
+    };
+    if intact(&dir) {
+        return Some(dir);
+    }
+    std::fs::create_dir_all(&root).ok()?;
+    // Written aside, then renamed into place: turrets starting together never see half a copy.
+    let fresh = tempfile::Builder::new()
+        .prefix(".python-")
+        .tempdir_in(&root)
+        .ok()?;
+    write_adapter(fresh.path()).ok()?;
+    if std::fs::rename(fresh.path(), &dir).is_err() {
+        if intact(&dir) {
+            // Another turret put it there meanwhile.
+            return Some(dir);
+        }
+        // A damaged copy: moved aside (one rename), removed, and ours put in its place.
+        let stale = root.join(format!(".stale-{}", std::process::id()));
+        if std::fs::rename(&dir, &stale).is_ok() {
+            let _ = std::fs::remove_dir_all(&stale);
+        }
+        if std::fs::rename(fresh.path(), &dir).is_err() {
+            return intact(&dir).then_some(dir);
+        }
+    }
+    let _ = fresh.keep();
+    Some(dir)
 }
 
 fn parse_reply(line: &str, script: &Path) -> Result<Value, ScriptError> {
