@@ -306,11 +306,13 @@ fn run(args: RunArgs) -> Result<u8> {
         hq::history::record_gate(&summary.database, passed)?;
     }
     // A test an `abort_on_fail` threshold ended has failed, whatever the others say.
-    Ok(if summary.aborted_by.is_some() {
+    let code = if summary.aborted_by.is_some() {
         hq::gate::FAILED_EXIT
     } else {
         code
-    })
+    };
+    hq::observe::at_end(c, &opts.results_dir, &summary, &outcomes, code);
+    Ok(code)
 }
 
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {

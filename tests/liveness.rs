@@ -94,6 +94,14 @@ fn one_running(run_time: f64, name: &str, rows: i64) -> (HttpServer, Project, Pr
 fn a_killed_turret_is_lost_in_time_and_the_run_ends_on_time() {
     let target = HttpServer::start();
     let project = project(5.0, &["doomed", "steady"], 1.5, &target);
+    // An observer told of lost turrets (a command: the event's JSON on its stdin).
+    let told = project.path().join("told.json");
+    let config_file = project.path().join("config.json");
+    let mut c: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
+    c["observers"] = json!([{"type": "command", "on": ["turret_lost"],
+        "run": format!("cat > '{}'", told.display())}]);
+    std::fs::write(&config_file, c.to_string()).unwrap();
     let mut hq = Proc::spawn(oct_run(project.path(), &project.results_dir(), &[]));
     let (publish, rc, _) = hq.hq_ports();
     let doomed = turret(&project, "doomed", publish, rc);
@@ -113,6 +121,12 @@ fn a_killed_turret_is_lost_in_time_and_the_run_ends_on_time() {
     );
     let (status, out) = hq.wait_exit(T);
     assert!(status.success(), "{out}");
+    let told: Value = serde_json::from_str(&std::fs::read_to_string(&told).unwrap()).unwrap();
+    assert_eq!(
+        (&told["event"], &told["turret"]),
+        (&json!("turret_lost"), &json!("doomed")),
+        "{told}"
+    );
     // The drain did not wait for the dead turret (drain_timeout is 5 s).
     assert!(
         !out.contains("drain timeout"),

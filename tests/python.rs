@@ -429,10 +429,15 @@ fn the_python_adapter_is_kept_in_the_users_cache_and_leaves_no_temp_folder() {
         ));
         std::fs::copy(fixture_script(), p.path().join("v_user.py")).unwrap();
         let mut cmd = oct_run(p.path(), &p.results_dir(), &["--local", "--no-results"]);
-        cmd.env("XDG_CACHE_HOME", cache.path()).env("TMPDIR", tmp.path());
+        cmd.env("XDG_CACHE_HOME", cache.path())
+            .env("TMPDIR", tmp.path());
         let (status, text) = Proc::spawn(cmd).wait_exit(T);
         assert!(status.success(), "{text}");
-        assert_eq!(count_rows(&p.db(), "SELECT count(*) FROM result"), 6, "{text}");
+        assert_eq!(
+            count_rows(&p.db(), "SELECT count(*) FROM result"),
+            6,
+            "{text}"
+        );
     };
     let adapters = || -> Vec<std::path::PathBuf> {
         std::fs::read_dir(cache.path().join("oct"))
@@ -443,7 +448,12 @@ fn the_python_adapter_is_kept_in_the_users_cache_and_leaves_no_temp_folder() {
     run();
     let dirs = adapters();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
-    assert!(dirs[0].file_name().unwrap().to_str().unwrap().starts_with("python-"));
+    assert!(dirs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("python-"));
     let worker = dirs[0].join("oct_worker.py");
     let good = std::fs::read(&worker).unwrap();
     // The local turrets were killed at the end of the run: nothing of theirs is left in TMPDIR.

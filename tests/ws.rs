@@ -135,7 +135,7 @@ function run(t) cases[oct.canon]() end
         format!("ws.connect ws://127.0.0.1:{closed}/: connecting to 127.0.0.1:{closed}: Connection refused"),
         format!("ws.connect http://127.0.0.1:{closed}/: "),
         format!("ws {url}/close: receive: closed by the server"),
-        format!("ws {url}/echo: send: the data must be a string, not integer"),
+        format!("ws {url}/echo: send: the data must be a string, not number"),
     ];
     for w in want {
         assert!(

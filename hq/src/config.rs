@@ -41,6 +41,8 @@ pub struct Config {
     pub load: Option<crate::load::GlobalLoad>,
     /// Ours: the pass/fail gate (`thresholds`).
     pub thresholds: crate::gate::Thresholds,
+    /// Ours: who is told when the test ends or a turret is lost (`observers`).
+    pub observers: crate::observe::Observers,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
 }
@@ -182,6 +184,8 @@ impl Config {
             None => crate::gate::Thresholds::default(),
             Some(v) => crate::gate::Thresholds::parse(v).map_err(|e| c.invalid(&e.key, e.why))?,
         };
+        let observers = crate::observe::Observers::parse(raw.get("observers"))
+            .map_err(|e| c.invalid(&e.key, e.why))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut turrets: Vec<TurretEntry> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -367,6 +371,7 @@ impl Config {
             bind_address,
             load,
             thresholds,
+            observers,
             raw,
         };
         let ports = [

@@ -39,6 +39,9 @@
 //! `oct history`'s table; `compare` owns `oct compare`: two digests side by side, regressions
 //! beyond a tolerance, as text and as a page with both runs' graphs overlaid.
 //!
+//! `observe` owns config.json's `observers`: webhooks and commands told of a test's end, a
+//! failed gate or a lost turret, each delivery on a thread of its own so none holds up the run.
+//!
 //! `summary` owns the numbers a run ends with; `console` owns what the operator sees while it
 //! runs; `local` owns the child turret processes of `oct run --local`.
 
@@ -51,6 +54,7 @@ pub mod history;
 pub mod liveness;
 pub mod load;
 pub mod local;
+pub mod observe;
 pub mod report;
 pub mod run;
 pub mod stats;

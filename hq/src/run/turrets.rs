@@ -38,9 +38,18 @@ impl Hq<'_> {
             Liveness::Late => self.console.warn(&format!(
                 "turret {name} is late: no word for {silent_secs:.1} s"
             )),
-            Liveness::Lost => self.console.warn(&format!(
-                "turret {name} is lost: silent for {silent_secs:.1} s; the run goes on without it"
-            )),
+            Liveness::Lost => {
+                self.console.warn(&format!(
+                    "turret {name} is lost: silent for {silent_secs:.1} s; the run goes on without it"
+                ));
+                self.opts.config.observers.notify(
+                    "turret_lost",
+                    &crate::observe::event(
+                        "turret_lost",
+                        serde_json::json!({"turret": name, "silent_secs": silent_secs}),
+                    ),
+                );
+            }
             Liveness::Recovered => self.console.info(&format!(
                 "turret {name} recovered after {silent_secs:.1} s of silence"
             )),
