@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod nginx;
 pub mod site;
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
