@@ -112,6 +112,19 @@ pub struct RunArgs {
     /// Write the thresholds' outcomes as JUnit XML (one testcase per threshold and series).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Serve the live dashboard, its API (docs/api.md) and /metrics at ADDR (`--web` alone:
+    /// 127.0.0.1:8089; port 0: any free port). The test starts on the page's Start unless
+    /// --autostart; the page stays up after the end until Ctrl-C.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true,
+          default_missing_value = "127.0.0.1:8089")]
+    pub web: Option<String>,
+    /// With --web: start once min_turrets are in, without waiting for the page's Start.
+    #[arg(long, requires = "web")]
+    pub autostart: bool,
+    /// With --web: the token every mutating call must send (`Authorization: Bearer TOKEN`).
+    /// Default: none on a loopback address; off loopback, a random one, printed with the URL.
+    #[arg(long, value_name = "TOKEN", requires = "web")]
+    pub web_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -268,6 +268,15 @@ fn run(args: RunArgs) -> Result<u8> {
     } else {
         None
     };
+    let web = match &args.web {
+        None => None,
+        Some(addr) => Some(start_web(
+            addr,
+            args.web_token.clone(),
+            args.autostart,
+            &results_dir,
+        )?),
+    };
     let shutdown = hq::Shutdown::new();
     let handler = shutdown.clone();
     ctrlc_handler(move || handler.request())?;
@@ -285,8 +294,11 @@ fn run(args: RunArgs) -> Result<u8> {
         }),
         local_turrets,
         shutdown,
+        web,
     };
     let summary = hq::run(&opts)?;
+    // A Ctrl-C from now on ends the dashboard's stay (`linger`), not the test.
+    let presses = opts.shutdown.presses();
     println!("{summary}");
     let c = &opts.config;
     let outcomes = if !args.no_results {
@@ -312,7 +324,87 @@ fn run(args: RunArgs) -> Result<u8> {
         code
     };
     hq::observe::at_end(c, &opts.results_dir, &summary, &outcomes, code);
+    if let Some(web) = &opts.web {
+        linger(web, &opts, presses, !args.no_results, &outcomes);
+    }
     Ok(code)
+}
+
+/// `--web[=ADDR]`: binds the dashboard (a clear error if the address is bad or taken) and
+/// prints its URL, with the token when there is one.
+fn start_web(
+    addr: &str,
+    token: Option<String>,
+    autostart: bool,
+    results_dir: &Path,
+) -> Result<hq::WebRun> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--web={addr}: not an IP:PORT address"))?;
+    // Off loopback, a mutating call needs a token: one is made up if none was given.
+    let token = match token {
+        Some(t) if t.trim().is_empty() => bail!("--web-token: empty"),
+        Some(t) => Some(t),
+        None if addr.ip().is_loopback() => None,
+        None => Some(hq::web::random_token()),
+    };
+    let opts = hq::web::WebOptions {
+        addr,
+        token,
+        autostart,
+    };
+    let (web, controls) = hq::web::Web::start(&opts, results_dir)
+        .with_context(|| format!("--web={addr}: serving the dashboard"))?;
+    eprintln!("oct: dashboard: {}", web.url);
+    Ok(hq::WebRun {
+        web: std::sync::Arc::new(web),
+        controls,
+        autostart,
+    })
+}
+
+/// After the run: the page gets the report's link and the gate's verdicts, and stays up until
+/// Ctrl-C or the page's Stop.
+fn linger(
+    web: &hq::WebRun,
+    opts: &hq::RunOptions,
+    presses: usize,
+    report: bool,
+    outcomes: &[hq::gate::Outcome],
+) {
+    let verdicts: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({"series": o.series, "threshold": o.threshold,
+                "passed": o.passed, "observed": o.observed_text()})
+        })
+        .collect();
+    web.web.publish(|s| {
+        s.run["state"] = "finished".into();
+        if report {
+            s.run["report"] = "/report/results.html".into();
+        }
+        if !verdicts.is_empty() {
+            s.thresholds = serde_json::Value::Array(verdicts);
+        }
+    });
+    eprintln!(
+        "oct: the test is over; the dashboard stays at {} until Ctrl-C",
+        web.web.url
+    );
+    loop {
+        if opts.shutdown.presses() != presses {
+            return;
+        }
+        match web
+            .controls
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
+            Ok(hq::web::Control::Stop) => return,
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {

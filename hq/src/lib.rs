@@ -39,6 +39,9 @@
 //! `oct history`'s table; `compare` owns `oct compare`: two digests side by side, regressions
 //! beyond a tolerance, as text and as a page with both runs' graphs overlaid.
 //!
+//! `web` owns `oct run --web`: the live dashboard, its JSON API and event stream, `/metrics`
+//! (its own Layout inside); `run::web` is the HQ's side of it.
+//!
 //! `observe` owns config.json's `observers`: webhooks and commands told of a test's end, a
 //! failed gate or a lost turret, each delivery on a thread of its own so none holds up the run.
 //!
@@ -61,9 +64,10 @@ pub mod stats;
 pub mod store;
 pub mod summary;
 pub mod transport;
+pub mod web;
 
 pub use config::{Config, ConfigError, TurretEntry};
-pub use run::{run, RunError, RunOptions, Shutdown};
+pub use run::{run, RunError, RunOptions, Shutdown, WebRun};
 pub use summary::Summary;
 
 /// `PROJECT/results/results_<%Y.%m.%d_%H.%M.%S>_<microseconds>`, OCT's naming, in local time.

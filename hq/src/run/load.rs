@@ -22,6 +22,8 @@ pub(super) const EVERY: Duration = Duration::from_millis(100);
 pub(super) struct Steering {
     generation: u64,
     next: Option<Instant>,
+    /// A total the dashboard set, in place of the shape's from then on.
+    pub(super) manual: Option<Share>,
 }
 
 impl Hq<'_> {
@@ -62,7 +64,20 @@ impl Hq<'_> {
                     .map_or(1.0, |e| e.weight)
             })
             .collect();
-        let shares = load.split(secs, &weights, fixed);
+        let shares = match self.steering.manual {
+            None => load.split(secs, &weights, fixed),
+            Some(Share::Cannons(n)) => crate::load::split_whole(n.saturating_sub(fixed), &weights)
+                .into_iter()
+                .map(Share::Cannons)
+                .collect(),
+            Some(Share::Rate(r)) => {
+                let total: f64 = weights.iter().sum();
+                weights
+                    .iter()
+                    .map(|w| Share::Rate(if total > 0.0 { r * w / total } else { 0.0 }))
+                    .collect()
+            }
+        };
         self.steering.generation += 1;
         let targets = followers
             .into_iter()

@@ -24,7 +24,9 @@ use turrets::Turret;
 
 mod load;
 mod turrets;
+mod web;
 use crate::transport::{Sockets, TransportError};
+pub use web::WebRun;
 
 /// Ctrl-C presses, counted: one asks for a graceful stop, two for an immediate exit.
 #[derive(Debug, Clone, Default)]
@@ -38,13 +40,13 @@ impl Shutdown {
     pub fn request(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
-    fn presses(&self) -> usize {
+    pub fn presses(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
 
 /// A checked `oct run`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub config: Config,
     /// Where results.sqlite and the config copy go.
@@ -56,6 +58,8 @@ pub struct RunOptions {
     /// Start each turret of the config as a child process of this program (`oct turret`).
     pub local_turrets: Option<PathBuf>,
     pub shutdown: Shutdown,
+    /// `--web`: the dashboard's server and its controls.
+    pub web: Option<WebRun>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +134,8 @@ struct Hq<'a> {
     /// The scripts' checks (name → passed, failed) and counters ((name, second) → sum).
     checks: std::collections::BTreeMap<String, (u64, u64)>,
     counters: std::collections::BTreeMap<(String, i64), f64>,
+    /// `--web`: what the dashboard and `/metrics` are fed.
+    web: web::WebSide,
 }
 
 /// Runs one test to the end and returns its summary.
@@ -224,6 +230,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         warned_addressed: false,
         checks: Default::default(),
         counters: Default::default(),
+        web: Default::default(),
         live: crate::gate::live::Live::new(
             &c.thresholds,
             Duration::from_secs(c.results_ts_interval_secs.max(1)),
@@ -258,6 +265,24 @@ impl Hq<'_> {
             }
             self.tick_status_requests()?;
             self.receive(self.next_status_request)?;
+            self.web_tick();
+        }
+        // With the dashboard, the test starts when its user says so (as Locust's UI does).
+        if self.opts.web.as_ref().is_some_and(|w| !w.autostart) {
+            self.console
+                .info("turrets ready: waiting for Start on the dashboard");
+            while !self.web.start_asked {
+                if self.opts.shutdown.presses() > 0 {
+                    self.console.info("interrupted before the test started");
+                    return Ok(());
+                }
+                self.tick_status_requests()?;
+                self.receive(
+                    self.next_status_request
+                        .min(Instant::now() + Duration::from_millis(100)),
+                )?;
+                self.web_tick();
+            }
         }
         self.start()?;
         let deadline = self.run_started.unwrap_or_else(Instant::now) + c.run_time;
@@ -267,6 +292,10 @@ impl Hq<'_> {
             self.receive(deadline.min(Instant::now() + load::EVERY))?;
             self.steer()?;
             self.progress();
+            self.web_tick();
+            if self.web.stop_asked {
+                break;
+            }
             if self.all_aborted() {
                 self.console
                     .warn("every turret has aborted or was killed: stopping the test early");
@@ -292,6 +321,7 @@ impl Hq<'_> {
             }
             self.tick_status_requests()?;
             self.receive(self.next_status_request.min(drain_deadline))?;
+            self.web_tick();
         }
         if !self.all_stopped() {
             let late: Vec<&str> = self
@@ -600,6 +630,9 @@ impl Hq<'_> {
         if let Some(live) = &mut self.live {
             live.add(&r);
         }
+        if self.opts.web.is_some() {
+            self.web.add(&r);
+        }
         self.summary.transactions += 1;
         if !r.error.is_empty() {
             self.summary.errors += 1;
@@ -679,6 +712,7 @@ impl Hq<'_> {
 
     fn finish(mut self, outcome: Result<(), RunError>) -> Result<Summary, RunError> {
         self.flush()?;
+        self.publish_web(Instant::now(), true);
         self.console.end_progress();
         if self.summary.finish.is_none() && self.summary.start.is_some() {
             self.summary.finished(chrono::Local::now());
