@@ -192,7 +192,38 @@ fn count(db: &std::path::Path) -> i64 {
         .unwrap_or(0)
 }
 
-fn hq(pushers: usize, per: usize, sealed: bool, batch: usize) -> (f64, String) {
+/// With `--web`: what a dashboard and Prometheus do meanwhile — the event stream read as it
+/// comes, `/metrics` fetched every second — until `stop` is set.
+fn watch(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    let events = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let Ok(r) = ureq::get(&format!("{url}api/v1/events")).call() else {
+                return;
+            };
+            for line in BufReader::new(r.into_reader()).lines() {
+                if line.is_err() || stop.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+        })
+    };
+    let scrape = std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let _ = ureq::get(&format!("{url}metrics"))
+                .call()
+                .map(|r| r.into_string());
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+    });
+    vec![events, scrape]
+}
+
+fn hq(pushers: usize, per: usize, sealed: bool, batch: usize, web: bool) -> (f64, String) {
     let dir = tempfile::tempdir().unwrap();
     let turrets: Vec<serde_json::Value> = (0..pushers)
         .map(|i| serde_json::json!({"name": format!("p{i}"), "cannons": 1, "script": "s.lua"}))
@@ -212,6 +243,11 @@ fn hq(pushers: usize, per: usize, sealed: bool, batch: usize) -> (f64, String) {
             out.to_str().unwrap(),
             "--no-results",
         ])
+        .args(if web {
+            &["--web=127.0.0.1:0", "--autostart"][..]
+        } else {
+            &[]
+        })
         .env_remove("OCT_SECRET")
         .envs(sealed.then_some(("OCT_SECRET", SECRET)))
         .stdout(Stdio::piped())
@@ -219,6 +255,19 @@ fn hq(pushers: usize, per: usize, sealed: bool, batch: usize) -> (f64, String) {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(hq.stderr.take().unwrap()).lines();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    if web {
+        let line = err
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.starts_with("oct: dashboard: "))
+            .unwrap();
+        watchers = watch(
+            line["oct: dashboard: ".len()..].trim().to_owned(),
+            stop.clone(),
+        );
+    }
     let ports_line = err
         .by_ref()
         .map(Result::unwrap)
@@ -255,14 +304,28 @@ fn hq(pushers: usize, per: usize, sealed: bool, batch: usize) -> (f64, String) {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let stored = count(&db);
-    // Ctrl-C: graceful stop, drain, summary.
-    Command::new("kill")
-        .args(["-INT", &hq.id().to_string()])
-        .status()
-        .unwrap();
+    // Ctrl-C: graceful stop, drain, summary (and with --web, once more to close the page).
+    let interrupt = || {
+        Command::new("kill")
+            .args(["-INT", &hq.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    interrupt();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if web {
+        err.by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.contains("the dashboard stays at"))
+            .unwrap();
+        interrupt();
+    }
     let mut summary = String::new();
     std::io::Read::read_to_string(&mut hq.stdout.take().unwrap(), &mut summary).unwrap();
     hq.wait().unwrap();
+    for w in watchers {
+        let _ = w.join();
+    }
     for c in &mut children {
         let _ = c.wait();
     }
@@ -284,16 +347,19 @@ fn main() {
     let mut plain_rate = std::collections::HashMap::new();
     for mode in modes.split(',') {
         let sealed = mode.starts_with("sealed");
+        let web = mode.ends_with("web");
         let batch: usize = mode
             .trim_start_matches(|c: char| c.is_alphabetic())
+            .trim_end_matches("web")
             .parse()
             .unwrap_or(1);
-        let (stored, summary) = hq(pushers, per, sealed, batch);
+        let (stored, summary) = hq(pushers, per, sealed, batch, web);
         let versus = match plain_rate.get(&batch) {
             Some(p) if sealed => format!(" = {:.2}× plain", stored / p),
+            Some(p) if web => format!(" = {:.2}× without --web", stored / p),
             _ => String::new(),
         };
-        if !sealed {
+        if !sealed && !web {
             plain_rate.insert(batch, stored);
         }
         println!(

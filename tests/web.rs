@@ -293,3 +293,95 @@ fn off_loopback_no_token_means_no_control() {
     let (status, out) = hq.wait_exit(T);
     assert!(status.success(), "{out}");
 }
+
+#[test]
+fn in_real_chromium_the_page_starts_shows_and_stops_a_run() {
+    for tool in ["chromium", "chromedriver"] {
+        assert!(
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "{tool} is needed (apt-get install chromium chromium-driver; .ci/run installs them)"
+        );
+    }
+    let python = selenium_python();
+    let target = HttpServer::start();
+    let p = project(60.0, &target);
+    let (mut hq, url) = web_run(&p, "--web=127.0.0.1:0", &[]);
+    // Kept as the test's artefact, beside the other test outputs.
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sites/dashboard.py"
+        ))
+        .arg(&url)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saw: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(saw["console_errors"], json!([]), "{saw}");
+    assert_eq!(saw["page_errors"], json!([]), "{saw}");
+    assert_ne!(saw["first"], saw["later"], "{saw}");
+    assert!(saw["p50"].as_str().unwrap().ends_with(" ms"), "{saw}");
+    assert_eq!(saw["turret"], "t1");
+    assert!(
+        saw["report"]
+            .as_str()
+            .unwrap()
+            .ends_with("/report/results.html"),
+        "{saw}"
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    interrupt(&mut hq);
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("stop asked from the dashboard"), "{out}");
+}
+
+#[test]
+fn a_new_canon_count_from_the_page_reaches_the_turrets_through_the_global_load() {
+    let target = HttpServer::start();
+    let mut c = config(
+        60.0,
+        1,
+        json!([{"name": "t1", "rampup": 0, "script": "get.lua"}]),
+    );
+    c["load"] = json!({"cannons": 6});
+    let p = Project::new(c);
+    p.write(
+        "get.lua",
+        &lua_get(&format!("http://127.0.0.1:{}/", target.port), 5.0, 0.01),
+    );
+    let (mut hq, url) = web_run(&p, "--web=127.0.0.1:0", &["--autostart"]);
+    let base = base(&url);
+    let canons = |base: &str| get(&format!("{base}api/v1/turrets"))[0]["canons"].as_u64();
+    wait_until(T, "6 canons", || (canons(&base) == Some(6)).then_some(()));
+    let shape = |body: &str| match ureq::post(&format!("{base}api/v1/shape")).send_string(body) {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(shape("{\"cannons\": 0}"), 400);
+    assert_eq!(shape("not json"), 400);
+    assert_eq!(shape("{\"cannons\": 2}"), 202);
+    wait_until(T, "2 canons", || (canons(&base) == Some(2)).then_some(()));
+    hq.wait_line(T, |l| l.contains("dashboard: 2 canons from now on"));
+    assert_eq!(post(&format!("{base}api/v1/stop"), None), 202);
+    interrupt(&mut hq);
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+}

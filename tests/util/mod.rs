@@ -626,3 +626,15 @@ pub fn browser_python() -> PathBuf {
 pub fn bare_python() -> PathBuf {
     venv_with("bare-venv", &[], |bin| bin.join("python").exists()).join("python")
 }
+
+/// A venv with Selenium (PyPI), to drive Debian's chromium through its chromium-driver.
+/// Returns its python.
+pub fn selenium_python() -> PathBuf {
+    let imports = |bin: &Path| {
+        Command::new(bin.join("python"))
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    venv_with("selenium-venv", &["selenium==4.27.1"], imports).join("python")
+}

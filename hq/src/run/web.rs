@@ -97,7 +97,11 @@ impl Hq<'_> {
         let interval = Duration::from_secs(c.results_ts_interval_secs.max(1));
         let mut point = None;
         if self.phase != Phase::Waiting {
-            let began = *self.web.interval_started.get_or_insert(now);
+            // The first interval begins with the test, not with the first publish after it.
+            let began = *self
+                .web
+                .interval_started
+                .get_or_insert(self.run_started.unwrap_or(now));
             let due = *self.web.next_interval.get_or_insert(began + interval);
             if now >= due || last {
                 let watched: Vec<_> = self

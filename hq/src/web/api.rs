@@ -94,10 +94,10 @@ async fn events(State(s): S) -> Sse<impl futures_util::Stream<Item = Result<Even
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// A mutating call's token check: `Authorization: Bearer T` or `X-Oct-Token: T`, never a
+/// A mutating call's token check (`Some`: the refusal): `Authorization: Bearer T` or `X-Oct-Token: T`, never a
 /// cookie.
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(want) = &s.token else { return Ok(()) };
+fn refused(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let Some(want) = &s.token else { return None };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -112,9 +112,9 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
                 == 0
     });
     if ok {
-        Ok(())
+        None
     } else {
-        Err((
+        Some((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "this call needs the dashboard's token: `Authorization: Bearer TOKEN` or `X-Oct-Token: TOKEN`"})),
         )
@@ -141,21 +141,21 @@ fn send(s: &Shared, c: Control) -> Response {
 }
 
 async fn start(State(s): S, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused(&s, &headers) {
         return r;
     }
     send(&s, Control::Start)
 }
 
 async fn stop(State(s): S, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused(&s, &headers) {
         return r;
     }
     send(&s, Control::Stop)
 }
 
 async fn shape(State(s): S, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused(&s, &headers) {
         return r;
     }
     let bad = |why: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
