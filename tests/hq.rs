@@ -508,3 +508,23 @@ fn ctrl_c_twice_exits_at_once_with_everything_received_committed() {
         300
     );
 }
+
+#[test]
+fn a_sustained_flood_loses_no_frame_when_the_hq_breaks_off_to_ask_for_statuses() {
+    // Far more than the HQ handles before its 100 ms turns end: it breaks off its receiving
+    // loop again and again (every 256 frames once a turn is over) to send status requests,
+    // and every frame it had in hand then must still count.
+    let n = 60_000;
+    let project = Project::new(config(120.0, 1, one_turret()));
+    let (mut hq, turret) = started(&project, "u-f");
+    let frames: Vec<String> = (0..n).map(|i| result_frame(i, Some("navigation"))).collect();
+    for f in &frames {
+        turret.send(f);
+    }
+    let db = project.db();
+    wait_until(T, "every flooded result stored", || {
+        (count_rows(&db, "SELECT count(*) FROM result") == n as i64).then_some(())
+    });
+    hq.child.kill().unwrap();
+    hq.child.wait().unwrap();
+}

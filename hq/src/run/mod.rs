@@ -488,13 +488,6 @@ impl Hq<'_> {
         loop {
             match self.sockets.results.recv(&mut frame, zmq::DONTWAIT) {
                 Ok(()) => {
-                    // Under a flood, still come back on time: status requests (which keep
-                    // turrets from their hq_timeout) and liveness checks must not wait.
-                    frames = frames.wrapping_add(1);
-                    if frames % 256 == 0 && Instant::now() >= until {
-                        self.flush()?;
-                        return Ok(());
-                    }
                     if self.sockets.results.get_rcvmore()? {
                         let mut parts = 1;
                         let mut rest = zmq::Message::new();
@@ -508,6 +501,14 @@ impl Hq<'_> {
                     }
                     if self.batch.len() >= BATCH_ROWS {
                         self.flush()?;
+                    }
+                    // Under a flood, still come back on time: status requests (which keep
+                    // turrets from their hq_timeout) and liveness checks must not wait. Only
+                    // once the frame in hand is handled: returning before lost it.
+                    frames = frames.wrapping_add(1);
+                    if frames % 256 == 0 && Instant::now() >= until {
+                        self.flush()?;
+                        return Ok(());
                     }
                     continue;
                 }
