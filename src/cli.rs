@@ -36,6 +36,19 @@ pub enum Cmd {
     History(HistoryArgs),
     /// Two runs side by side per series; exits 99 when NEW regressed beyond the tolerance.
     Compare(CompareArgs),
+    /// Follow the console of a test started with `oct run --detach`; Ctrl-C asks whether to
+    /// stop it or detach again.
+    Attach(DetachedArgs),
+    /// Stop a test started with `oct run --detach` cleanly (stop, drain, store, report).
+    Stop(DetachedArgs),
+    /// List the tests started with `oct run --detach` that are running on this machine.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachedArgs {
+    /// The project folder of the detached test (or its results folder).
+    pub project: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +134,10 @@ pub struct RunArgs {
     /// With --web: start once min_turrets are in, without waiting for the page's Start.
     #[arg(long, requires = "web")]
     pub autostart: bool,
+    /// Run in the background: the HQ's console goes to RESULTS_DIR/console.log; follow it with
+    /// `oct attach PROJECT`, end it with `oct stop PROJECT`, list such tests with `oct status`.
+    #[arg(long)]
+    pub detach: bool,
     /// With --web: the token every mutating call must send (`Authorization: Bearer TOKEN`).
     /// Default: none on a loopback address; off loopback, a random one, printed with the URL.
     #[arg(long, value_name = "TOKEN", requires = "web")]

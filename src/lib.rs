@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //!
-//! `cli` owns the clap types and their help texts; this file owns dispatch. The OCT command
+//! `cli` owns the clap types and their help texts; this file owns dispatch; `detach` owns
+//! tests in the background (`run --detach`, `attach`, `stop`, `status`). The OCT command
 //! names (`oct-run`, `oct-turrets-start`, …) are one-line binaries in `src/bin/` calling
 //! [`alias`].
 
 pub mod cli;
+mod detach;
 
 // Lua states and hyper allocate many small short-lived objects per transaction; mimalloc
 // beats glibc malloc on the canon loop by ~1.7x (bench/RESULTS.md). In the library so every
@@ -114,6 +116,9 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
             Ok(0)
         }
         Cmd::Compare(args) => compare(args),
+        Cmd::Attach(args) => detach::attach(&args.project),
+        Cmd::Stop(args) => detach::stop(&args.project),
+        Cmd::Status => detach::status(),
     }
 }
 
@@ -263,6 +268,18 @@ fn run(args: RunArgs) -> Result<u8> {
         .output_dir
         .clone()
         .unwrap_or_else(|| hq::default_results_dir(project));
+    let detached = std::env::var_os(detach::DETACHED_ENV).is_some();
+    if args.detach && !detached {
+        if results_dir.join("results.sqlite").exists() {
+            bail!("{}: already holds a results.sqlite", results_dir.display());
+        }
+        return detach::detach(args_again(&args), &results_dir);
+    }
+    let _registration = if detached {
+        Some(detach::Registration::new(project, &results_dir)?)
+    } else {
+        None
+    };
     let local_turrets = if args.local {
         Some(std::env::current_exe().context("finding the oct binary for --local")?)
     } else {
@@ -324,10 +341,55 @@ fn run(args: RunArgs) -> Result<u8> {
         code
     };
     hq::observe::at_end(c, &opts.results_dir, &summary, &outcomes, code);
-    if let Some(web) = &opts.web {
+    // A detached HQ has no one at its console: it does not keep the page up.
+    if let Some(web) = opts.web.as_ref().filter(|_| !detached) {
         linger(web, &opts, presses, !args.no_results, &outcomes);
     }
     Ok(code)
+}
+
+/// The options of `oct run` as a command line again (without `--detach` and `-o`), for the
+/// detached HQ.
+fn args_again(a: &RunArgs) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![a.project_path.clone().into()];
+    let mut opt = |flag: &str, value: Option<OsString>| {
+        v.push(flag.into());
+        if let Some(x) = value {
+            v.push(x);
+        }
+    };
+    if a.no_results {
+        opt("--no-results", None);
+    }
+    if let Some(c) = &a.publisher_channel {
+        opt("--publisher-channel", Some(c.into()));
+    }
+    if let Some(f) = &a.config_file {
+        opt("--config-file", Some(f.into()));
+    }
+    if a.with_forwarder {
+        opt("--with-forwarder", None);
+    }
+    if let Some(f) = &a.forwarder_address {
+        opt("--forwarder-address", Some(f.into()));
+    }
+    if a.local {
+        opt("--local", None);
+    }
+    if let Some(j) = &a.junit {
+        opt("--junit", Some(j.into()));
+    }
+    if let Some(w) = &a.web {
+        v.push(format!("--web={w}").into());
+    }
+    if a.autostart {
+        v.push("--autostart".into());
+    }
+    if let Some(t) = &a.web_token {
+        v.push("--web-token".into());
+        v.push(t.into());
+    }
+    v
 }
 
 /// `--web[=ADDR]`: binds the dashboard (a clear error if the address is bad or taken) and

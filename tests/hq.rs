@@ -517,7 +517,9 @@ fn a_sustained_flood_loses_no_frame_when_the_hq_breaks_off_to_ask_for_statuses()
     let n = 60_000;
     let project = Project::new(config(120.0, 1, one_turret()));
     let (mut hq, turret) = started(&project, "u-f");
-    let frames: Vec<String> = (0..n).map(|i| result_frame(i, Some("navigation"))).collect();
+    let frames: Vec<String> = (0..n)
+        .map(|i| result_frame(i, Some("navigation")))
+        .collect();
     for f in &frames {
         turret.send(f);
     }

@@ -238,3 +238,38 @@ fn https_requests_are_verified_against_the_trusted_roots() {
         }
     }
 }
+
+#[test]
+fn local_turrets_die_with_an_hq_killed_outright() {
+    let p = Project::new(config(
+        120.0,
+        1,
+        json!([{"name": "orphan", "cannons": 1, "rampup": 0, "script": "idle.lua"}]),
+    ));
+    p.write("idle.lua", "function run(t) oct.sleep(0.05) end");
+    let mut hq = Proc::spawn(oct_run(
+        p.path(),
+        &p.results_dir(),
+        &["--local", "--no-results"],
+    ));
+    hq.wait_line(Duration::from_secs(60), |l| {
+        l.contains("started 1 turret(s)")
+    });
+    let config = p.results_dir().join("turrets").join("orphan.json");
+    let pgrep = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("turret --config-file {}", config.display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!pgrep().is_empty(), "no local turret process found");
+    // No Drop, no goodbye: the kernel must take the turret along.
+    hq.child.kill().unwrap();
+    hq.child.wait().unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the local turret to be gone",
+        || pgrep().is_empty().then_some(()),
+    );
+}

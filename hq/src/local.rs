@@ -62,21 +62,30 @@ impl LocalTurrets {
             let log2 = log
                 .try_clone()
                 .map_err(|e| format!("{}: {e}", log_path.display()))?;
-            let child = Command::new(program)
-                .arg("turret")
+            let mut cmd = Command::new(program);
+            cmd.arg("turret")
                 .arg("--config-file")
                 .arg(&config_path)
                 .stdin(Stdio::null())
                 .stdout(log)
-                .stderr(log2)
-                .spawn()
-                .map_err(|e| {
-                    format!(
-                        "starting local turret {}: {}: {e}",
-                        entry.name,
-                        program.display()
-                    )
-                })?;
+                .stderr(log2);
+            // An HQ that dies without its Drop (SIGKILL, a crash) takes its local turrets
+            // along: the kernel kills each when the HQ is gone, instead of leaving it waiting
+            // for the next HQ.
+            // SAFETY: only prctl, async-signal-safe, between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().map_err(|e| {
+                format!(
+                    "starting local turret {}: {}: {e}",
+                    entry.name,
+                    program.display()
+                )
+            })?;
             local.children.push((entry.name.clone(), child));
         }
         Ok(local)
