@@ -134,6 +134,13 @@ fn the_page_waits_for_start_streams_the_run_and_stops_it() {
         .as_array()
         .unwrap()
         .is_empty());
+    // Thresholds judged on the results so far, while the test runs.
+    let live = &get(&format!("{base}api/v1/thresholds"))[0];
+    assert_eq!(
+        (&live["threshold"], &live["passed"], &live["observed"]),
+        (&json!("error_rate < 50%"), &json!(true), &json!("0.00 %")),
+        "{live}"
+    );
     // Stop: the run drains, the report is written and linked, the page stays up.
     assert_eq!(post(&format!("{base}api/v1/stop"), None), 202);
     let report = wait_until(T, "the report link", || {

@@ -34,6 +34,16 @@ impl Live {
                 .cloned()
                 .collect(),
         );
+        Live::keeping(aborting, every)
+    }
+
+    /// Every threshold, aborting or not: what the dashboard shows while the test runs
+    /// ([`Live::outcomes`]). `None` without thresholds.
+    pub fn watching(thresholds: &Thresholds) -> Option<Live> {
+        Live::keeping(thresholds.clone(), Duration::ZERO)
+    }
+
+    fn keeping(aborting: Thresholds, every: Duration) -> Option<Live> {
         if aborting.is_empty() {
             return None;
         }
@@ -106,5 +116,19 @@ impl Live {
         evaluate(&due, &mut o)
             .into_iter()
             .find(|o| o.observed.is_some() && !o.passed)
+    }
+
+    /// Every threshold kept, judged on the results so far (its delay ignored); a series with
+    /// no result yet has `observed: None`.
+    pub fn outcomes(&mut self, elapsed_secs: f64, dropped: Option<u64>) -> Vec<Outcome> {
+        let mut o = Observed {
+            all: &mut self.all,
+            timers: &mut self.timers,
+            errors: self.errors,
+            duration_secs: Some(elapsed_secs),
+            dropped_iterations: dropped,
+            checks: self.checks,
+        };
+        evaluate(&self.aborting, &mut o)
     }
 }

@@ -138,6 +138,15 @@ struct Hq<'a> {
     web: web::WebSide,
 }
 
+/// The open model's dropped iterations so far, from the turrets' last heartbeats (`None`: no
+/// turret has an arrival rate).
+fn dropped_so_far(turrets: &[Turret]) -> Option<u64> {
+    turrets
+        .iter()
+        .filter_map(|t| t.arrivals.map(|a| a.dropped))
+        .reduce(|a, b| a + b)
+}
+
 /// Runs one test to the end and returns its summary.
 pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
     let dir = &opts.results_dir;
@@ -230,7 +239,10 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         warned_addressed: false,
         checks: Default::default(),
         counters: Default::default(),
-        web: Default::default(),
+        web: match opts.web {
+            Some(_) => web::WebSide::new(&c.thresholds),
+            None => web::WebSide::default(),
+        },
         live: crate::gate::live::Live::new(
             &c.thresholds,
             Duration::from_secs(c.results_ts_interval_secs.max(1)),
@@ -345,11 +357,7 @@ impl Hq<'_> {
             return false;
         };
         let elapsed = self.run_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let dropped = self
-            .turrets
-            .iter()
-            .filter_map(|t| t.arrivals.map(|a| a.dropped))
-            .reduce(|a, b| a + b);
+        let dropped = dropped_so_far(&self.turrets);
         let Some(failed) = live.check(elapsed, dropped) else {
             return false;
         };

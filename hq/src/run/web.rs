@@ -32,6 +32,8 @@ const KEEP_ERRORS: usize = 50;
 
 #[derive(Default)]
 pub(super) struct WebSide {
+    /// Every threshold, judged on the results so far for the page (with thresholds only).
+    watch: Option<crate::gate::live::Live>,
     metrics: Metrics,
     window: Window,
     errors: std::collections::HashMap<String, u64>,
@@ -44,7 +46,17 @@ pub(super) struct WebSide {
 }
 
 impl WebSide {
+    pub(super) fn new(thresholds: &crate::gate::Thresholds) -> WebSide {
+        WebSide {
+            watch: crate::gate::live::Live::watching(thresholds),
+            ..WebSide::default()
+        }
+    }
+
     pub(super) fn add(&mut self, r: &protocol::TestResult) {
+        if let Some(w) = &mut self.watch {
+            w.add(r);
+        }
         let error = !r.error.is_empty();
         self.metrics.add(r.scriptrun_time, error, &r.custom_timers);
         self.window.add(r.scriptrun_time, error);
@@ -166,7 +178,7 @@ impl Hq<'_> {
             .into_iter()
             .map(|(e, n)| json!({"error": e, "count": n}))
             .collect();
-        let thresholds = self.live_thresholds();
+        let thresholds = self.live_thresholds(elapsed);
         let run_json = json!({
             "state": state,
             "title": c.path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
@@ -193,20 +205,22 @@ impl Hq<'_> {
         });
     }
 
-    /// The thresholds as the page shows them while the run goes on: judged at the end (the
-    /// report's scan), except one whose `abort_on_fail` ended the test.
-    fn live_thresholds(&self) -> Value {
-        let aborted = self.summary.aborted_by.as_deref().unwrap_or("");
+    /// The thresholds as the page shows them while the run goes on: each judged on the
+    /// results so far (`passed: null` while its series has none). At the end the report's
+    /// verdicts replace these.
+    fn live_thresholds(&mut self, elapsed: f64) -> Value {
+        let dropped = super::dropped_so_far(&self.turrets);
+        let Some(watch) = &mut self.web.watch else {
+            return Value::Array(Vec::new());
+        };
         Value::Array(
-            self.opts
-                .config
-                .thresholds
-                .0
+            watch
+                .outcomes(elapsed, dropped)
                 .iter()
-                .map(|t| {
-                    let failed = !aborted.is_empty() && aborted.contains(&t.expr.text);
-                    json!({"series": t.key, "threshold": t.expr.text,
-                        "passed": if failed { Some(false) } else { None }, "observed": Value::Null})
+                .map(|o| {
+                    json!({"series": o.series, "threshold": o.threshold,
+                        "passed": o.observed.map(|_| o.passed),
+                        "observed": o.observed.map(|_| o.observed_text())})
                 })
                 .collect(),
         )
