@@ -73,6 +73,17 @@ fn interrupt(p: &mut Proc) {
     assert!(ok);
 }
 
+/// Stop from the page, wait for the end, Ctrl-C the lingering page: a clean exit.
+fn stop_and_exit(hq: &mut Proc, base: &str, token: Option<&str>) {
+    assert_eq!(post(&format!("{base}api/v1/stop"), token), 202);
+    wait_until(T, "the end", || {
+        (state(base)["state"] == "finished").then_some(())
+    });
+    interrupt(hq);
+    let (status, out) = hq.wait_exit(T);
+    assert!(status.success(), "{out}");
+}
+
 #[test]
 fn the_page_waits_for_start_streams_the_run_and_stops_it() {
     let target = HttpServer::start();
@@ -239,13 +250,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     ));
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
     let _ = prom.child.kill();
-    assert_eq!(post(&format!("{base}api/v1/stop"), None), 202);
-    wait_until(T, "the end", || {
-        (state(&base)["state"] == "finished").then_some(())
-    });
-    interrupt(&mut hq);
-    let (status, out) = hq.wait_exit(T);
-    assert!(status.success(), "{out}");
+    stop_and_exit(&mut hq, &base, None);
 }
 
 #[test]
@@ -292,13 +297,7 @@ fn off_loopback_no_token_means_no_control() {
     wait_until(T, "the test to run", || {
         (state(&base)["transactions"].as_u64().unwrap_or(0) > 0).then_some(())
     });
-    assert_eq!(post(&format!("{base}api/v1/stop"), Some(&token)), 202);
-    wait_until(T, "the end", || {
-        (state(&base)["state"] == "finished").then_some(())
-    });
-    interrupt(&mut hq);
-    let (status, out) = hq.wait_exit(T);
-    assert!(status.success(), "{out}");
+    stop_and_exit(&mut hq, &base, Some(&token));
 }
 
 #[test]

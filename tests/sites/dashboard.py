@@ -39,13 +39,14 @@ def main():
         wait("the test to run", lambda: text("state") == "running")
         first = wait("a first interval", lambda: text("rps") not in ("", "–") and text("total"))
         later = wait("the numbers to change", lambda: text("total") != first and text("total"))
+        p50 = text("p50")
         driver.save_screenshot(shot)
         driver.find_element(By.ID, "stop").click()
         link = wait("the report link", lambda: driver.find_elements(By.ID, "report-link"))[0]
         href = link.get_attribute("href")
         severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         page_errors = driver.execute_script("return window.octErrors")
-        print(json.dumps({"first": first, "later": later, "report": href, "p50": text("p50"),
+        print(json.dumps({"first": first, "later": later, "report": href, "p50": p50,
                           "turret": driver.find_element(By.CSS_SELECTOR, "#turrets tbody td").text,
                           "console_errors": severe, "page_errors": page_errors}), flush=True)
     finally:

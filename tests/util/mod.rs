@@ -593,48 +593,43 @@ pub fn real_oct_hq() -> PathBuf {
     bin
 }
 
-/// A venv with junitparser (PyPI) in it, built once per target dir: a real JUnit XML parser
-/// of the kind CI servers use, to read what `--junit` writes. Returns its python.
-pub fn junitparser_python() -> PathBuf {
+/// The python of a venv `name` with `packages` from PyPI, built once per target dir (complete
+/// when `import` imports).
+fn python_with(name: &str, packages: &[&str], import: &'static str) -> PathBuf {
     let imports = |bin: &Path| {
         Command::new(bin.join("python"))
-            .args(["-c", "import junitparser"])
+            .args(["-c", import])
             .status()
             .is_ok_and(|s| s.success())
     };
-    venv_with("junitparser-venv", &["junitparser==3.2.0"], imports).join("python")
+    venv_with(name, packages, imports).join("python")
 }
 
-/// A venv with what OCT's Browser needs (requests, lxml, cssselect from PyPI), built once per
-/// target dir. Returns its python.
+/// junitparser: a real JUnit XML parser of the kind CI servers use, to read what `--junit`
+/// writes.
+pub fn junitparser_python() -> PathBuf {
+    python_with(
+        "junitparser-venv",
+        &["junitparser==3.2.0"],
+        "import junitparser",
+    )
+}
+
+/// What OCT's Browser needs: requests, lxml, cssselect.
 pub fn browser_python() -> PathBuf {
-    let imports = |bin: &Path| {
-        Command::new(bin.join("python"))
-            .args(["-c", "import requests, lxml.html, cssselect"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    venv_with(
+    python_with(
         "browser-venv",
         &["requests==2.32.3", "lxml==5.3.0", "cssselect==1.2.0"],
-        imports,
+        "import requests, lxml.html, cssselect",
     )
-    .join("python")
 }
 
 /// A venv with nothing installed in it: a Python where every third-party import fails.
 pub fn bare_python() -> PathBuf {
-    venv_with("bare-venv", &[], |bin| bin.join("python").exists()).join("python")
+    python_with("bare-venv", &[], "import sys")
 }
 
-/// A venv with Selenium (PyPI), to drive Debian's chromium through its chromium-driver.
-/// Returns its python.
+/// Selenium, to drive Debian's chromium through its chromium-driver.
 pub fn selenium_python() -> PathBuf {
-    let imports = |bin: &Path| {
-        Command::new(bin.join("python"))
-            .args(["-c", "import selenium"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    venv_with("selenium-venv", &["selenium==4.27.1"], imports).join("python")
+    python_with("selenium-venv", &["selenium==4.27.1"], "import selenium")
 }

@@ -104,16 +104,8 @@ impl Live {
                 .cloned()
                 .collect(),
         );
-        let mut o = Observed {
-            all: &mut self.all,
-            timers: &mut self.timers,
-            errors: self.errors,
-            duration_secs: Some(elapsed_secs),
-            dropped_iterations: dropped,
-            checks: self.checks,
-        };
         // A series not seen yet has no data: not a failure while the test runs.
-        evaluate(&due, &mut o)
+        self.judge(&due, elapsed_secs, dropped)
             .into_iter()
             .find(|o| o.observed.is_some() && !o.passed)
     }
@@ -121,6 +113,16 @@ impl Live {
     /// Every threshold kept, judged on the results so far (its delay ignored); a series with
     /// no result yet has `observed: None`.
     pub fn outcomes(&mut self, elapsed_secs: f64, dropped: Option<u64>) -> Vec<Outcome> {
+        let all = self.aborting.clone();
+        self.judge(&all, elapsed_secs, dropped)
+    }
+
+    fn judge(
+        &mut self,
+        which: &Thresholds,
+        elapsed_secs: f64,
+        dropped: Option<u64>,
+    ) -> Vec<Outcome> {
         let mut o = Observed {
             all: &mut self.all,
             timers: &mut self.timers,
@@ -129,6 +131,6 @@ impl Live {
             dropped_iterations: dropped,
             checks: self.checks,
         };
-        evaluate(&self.aborting, &mut o)
+        evaluate(which, &mut o)
     }
 }

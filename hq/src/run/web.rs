@@ -115,7 +115,8 @@ impl Hq<'_> {
                 .interval_started
                 .get_or_insert(self.run_started.unwrap_or(now));
             let due = *self.web.next_interval.get_or_insert(began + interval);
-            if now >= due || last {
+            // The end's partial interval, if anything came in it.
+            if now >= due || (last && !self.web.window.is_empty()) {
                 let watched: Vec<_> = self
                     .turrets
                     .iter()

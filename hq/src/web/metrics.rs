@@ -193,6 +193,10 @@ pub struct Point {
 }
 
 impl Window {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     pub fn add(&mut self, secs: f64, error: bool) {
         self.count += 1;
         self.errors += u64::from(error);
