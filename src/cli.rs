@@ -43,6 +43,50 @@ pub enum Cmd {
     Stop(DetachedArgs),
     /// List the tests started with `oct run --detach` that are running on this machine.
     Status,
+    /// A chaos proxy compatible with Vaurien: relays clients to a backend, injecting delays,
+    /// errors, hangs and disconnects (`--behavior-NAME-OPTION VALUE` sets an option).
+    Proxy(ProxyArgs),
+}
+
+/// Vaurien's flags (`oct-vaurien` takes them too).
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Where clients connect.
+    #[arg(long, default_value = "localhost:8000", value_name = "HOST:PORT")]
+    pub proxy: String,
+    /// The backend the proxy relays to.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub backend: String,
+    /// How calls are told apart: `http` (one per request, HTTP/1.1 keep-alive, chunked
+    /// bodies) or `tcp` (one per chunk the client sends).
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    /// The mix of behaviours: `5:error,10:delay` (integer percentages, the rest `dummy`), or
+    /// one name.
+    #[arg(long, default_value = "dummy", value_name = "SPEC")]
+    pub behavior: String,
+    /// Seconds a backend may take to connect and to answer; how long `hang` hangs.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Vaurien's: keep the backend connection between calls (always so here).
+    #[arg(long)]
+    pub stay_connected: bool,
+    /// Serve the control API (Vaurien's: GET/PUT /behavior, GET /behaviors, GET/PUT /backend).
+    #[arg(long)]
+    pub http: bool,
+    /// The control API's host.
+    #[arg(long, default_value = "localhost")]
+    pub http_host: String,
+    /// The control API's port (0: any free one, printed).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Vaurien's log level (accepted; oct proxy logs connection errors to stderr).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// `--behavior-NAME-OPTION VALUE` pairs, taken out of the command line before the rest is
+    /// parsed.
+    #[arg(skip)]
+    pub options: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Args)]

@@ -31,8 +31,83 @@ const USAGE_ERROR: u8 = 2;
 
 /// `oct …`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, options) = behavior_options(std::env::args_os().collect());
+    let mut cli = Cli::parse_from(args);
+    if let Cmd::Proxy(p) = &mut cli.command {
+        p.options = options;
+    } else if let Some((b, o, _)) = options.first() {
+        eprintln!("oct: --behavior-{b}-{o}: only `oct proxy` takes behaviour options");
+        return ExitCode::from(USAGE_ERROR);
+    }
     exit(dispatch(cli.command))
+}
+
+/// Takes Vaurien's `--behavior-NAME-OPTION VALUE` (or `=VALUE`) pairs out of the command line:
+/// clap cannot know their names beforehand.
+fn behavior_options(args: Vec<OsString>) -> (Vec<OsString>, Vec<(String, String, String)>) {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut options = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy().into_owned();
+        let Some(spec) = text.strip_prefix("--behavior-") else {
+            rest.push(a);
+            continue;
+        };
+        let (key, value) = match spec.split_once('=') {
+            Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+            None => (spec.to_owned(), None),
+        };
+        let Some((name, option)) = key.split_once('-') else {
+            rest.push(a);
+            continue;
+        };
+        let value = match value {
+            Some(v) => v,
+            None => it
+                .next()
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        options.push((name.to_owned(), option.replace('-', "_"), value));
+    }
+    (rest, options)
+}
+
+/// `oct proxy` / `oct-vaurien`.
+fn proxy(a: cli::ProxyArgs) -> Result<u8> {
+    let protocol = match a.protocol.as_str() {
+        "tcp" => proxy::Protocol::Tcp,
+        "http" => proxy::Protocol::Http,
+        p @ ("redis" | "memcache" | "mysql" | "smtp") => {
+            bail!("--protocol {p}: not supported yet (tcp or http)")
+        }
+        p => bail!("--protocol {p}: unknown (tcp or http)"),
+    };
+    let mut options: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, String>,
+    > = Default::default();
+    for (b, o, v) in &a.options {
+        options
+            .entry(b.clone())
+            .or_default()
+            .insert(o.clone(), v.clone());
+    }
+    let mix = proxy::Mix::parse(&a.behavior, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout {}: must be seconds above 0", a.timeout);
+    }
+    proxy::run(proxy::Options {
+        proxy: a.proxy,
+        backend: a.backend,
+        protocol,
+        mix,
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        http: a.http.then(|| format!("{}:{}", a.http_host, a.http_port)),
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(0)
 }
 
 /// An OCT-named binary: `name` takes the options of the `oct` subcommand `sub`.
@@ -50,6 +125,13 @@ pub fn alias(name: &'static str, sub: &str) -> ExitCode {
             parse_as::<cli::RebuildArgs>(name, &about, args).map(Cmd::RebuildResults)
         }
         "turret" => parse_as::<cli::TurretArgs>(name, &about, args).map(Cmd::Turret),
+        "proxy" => {
+            let (args, options) = behavior_options(args);
+            parse_as::<cli::ProxyArgs>(name, &about, args).map(|mut p| {
+                p.options = options;
+                Cmd::Proxy(p)
+            })
+        }
         _ => Err(clap::Error::raw(
             clap::error::ErrorKind::InvalidSubcommand,
             format!("unknown alias {sub}\n"),
@@ -119,6 +201,7 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
         Cmd::Attach(args) => detach::attach(&args.project),
         Cmd::Stop(args) => detach::stop(&args.project),
         Cmd::Status => detach::status(),
+        Cmd::Proxy(args) => proxy(args),
     }
 }
 

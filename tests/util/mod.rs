@@ -633,3 +633,13 @@ pub fn bare_python() -> PathBuf {
 pub fn selenium_python() -> PathBuf {
     python_with("selenium-venv", &["selenium==4.27.1"], "import selenium")
 }
+
+/// vaurienclient 1.1 (and requests), the client Vaurien's users drive it with. It is Python 2
+/// code: found here, not imported (see tests/proxy.rs).
+pub fn vaurienclient_python() -> PathBuf {
+    python_with(
+        "vaurienclient-venv",
+        &["vaurienclient==1.1", "requests==2.32.3"],
+        "import requests, importlib.util; assert importlib.util.find_spec('vaurienclient')",
+    )
+}
