@@ -422,8 +422,10 @@ fn the_python_adapter_is_kept_in_the_users_cache_and_leaves_no_temp_folder() {
     let cache = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = || {
+        // The iterations end the test (a run_time as short as the work let a slow start
+        // cut it short).
         let p = Project::new(config(
-            0.5,
+            60.0,
             1,
             json!([{"name": "py", "cannons": 2, "iterations": 3, "script": "v_user.py"}]),
         ));
