@@ -6,7 +6,11 @@ Run: python3 tests/sites/hook.py
 """
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Deliveries arrive on several threads at once: one whole line each, never interleaved.
+LOCK = threading.Lock()
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -17,8 +21,11 @@ class Hook(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        print(json.dumps({"path": self.path, "event": self.headers.get("X-Oct-Event"),
-                          "type": self.headers.get("Content-Type"), "body": json.loads(body)}), flush=True)
+        line = json.dumps({"path": self.path, "event": self.headers.get("X-Oct-Event"),
+                           "type": self.headers.get("Content-Type"), "body": json.loads(body)})
+        with LOCK:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         self.send_response(500 if self.path == "/fail" else 204)
         self.send_header("Content-Length", "0")
         self.end_headers()
