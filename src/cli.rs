@@ -48,38 +48,57 @@ pub enum Cmd {
     Proxy(ProxyArgs),
 }
 
-/// Vaurien's flags (`oct-vaurien` takes them too).
+/// Vaurien's flags (`oct-vaurien` takes them too). With `--config`, a flag given here wins
+/// over the file's `[vaurien]` value, which wins over the default.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// Where clients connect.
-    #[arg(long, default_value = "localhost:8000", value_name = "HOST:PORT")]
-    pub proxy: String,
-    /// The backend the proxy relays to.
+    /// Where clients connect [default: localhost:8000].
     #[arg(long, value_name = "HOST:PORT")]
-    pub backend: String,
-    /// How calls are told apart: `http` (one per request, HTTP/1.1 keep-alive, chunked
-    /// bodies) or `tcp` (one per chunk the client sends).
-    #[arg(long, default_value = "tcp")]
-    pub protocol: String,
+    pub proxy: Option<String>,
+    /// The backend the proxy relays to (required, unless --config gives it or only
+    /// [proxy:NAME] sections).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub backend: Option<String>,
+    /// How calls are told apart: http (one per request; HTTP/1.1 keep-alive, chunked bodies),
+    /// redis (one per command; RESP, inline commands), memcache (one per command; text
+    /// protocol), or tcp, mysql, smtp (one per chunk, packet or command line the client sends;
+    /// the backend's bytes relayed as they come) [default: tcp].
+    #[arg(long)]
+    pub protocol: Option<String>,
     /// The mix of behaviours: `5:error,10:delay` (integer percentages, the rest `dummy`), or
-    /// one name.
-    #[arg(long, default_value = "dummy", value_name = "SPEC")]
-    pub behavior: String,
-    /// Seconds a backend may take to connect and to answer; how long `hang` hangs.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub timeout: f64,
+    /// one name. The behaviours: abort, bandwidth, blackout, delay, dummy, error, hang,
+    /// latency, limit_data, reset_peer, slow_close, timeout, transient [default: dummy].
+    #[arg(long, value_name = "SPEC")]
+    pub behavior: Option<String>,
+    /// A route: calls that match draw from their own mix, e.g. `"POST /api=50:error"`,
+    /// `"GET=delay"`, `"from 127.0.0.2=blackout"`, `"/slow from 10.0.0.0/8=hang"` (method,
+    /// path prefix, client address or network; the first route that matches wins, the rest
+    /// draw from --behavior). Repeat for more.
+    #[arg(long, value_name = "MATCH=SPEC")]
+    pub route: Vec<String>,
+    /// Seconds a backend may take to connect and to answer; how long `hang` hangs
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
     /// Vaurien's: keep the backend connection between calls (always so here).
     #[arg(long)]
     pub stay_connected: bool,
-    /// Serve the control API (Vaurien's: GET/PUT /behavior, GET /behaviors, GET/PUT /backend).
+    /// Serve the control API (Vaurien's GET/PUT /behavior, GET /behaviors, GET/PUT /backend;
+    /// ours: GET/PUT /routes, GET /stats, GET /proxies, /proxies/NAME/…, GET /metrics).
     #[arg(long)]
     pub http: bool,
-    /// The control API's host.
-    #[arg(long, default_value = "localhost")]
-    pub http_host: String,
-    /// The control API's port (0: any free one, printed).
-    #[arg(long, default_value_t = 8080)]
-    pub http_port: u16,
+    /// The control API's host [default: localhost].
+    #[arg(long)]
+    pub http_host: Option<String>,
+    /// The control API's port (0: any free one, printed) [default: 8080].
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// A Vaurien INI file (`[vaurien]` with these flags' names, `[behavior:NAME]` options,
+    /// and our `[proxy:NAME]` sections for more proxies), or a JSON file
+    /// `{"proxies": [{"name", "listen", "backend", "protocol", "behavior", "options",
+    /// "routes", "timeout"}], "http": "HOST:PORT"}`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Vaurien's log level (accepted; oct proxy logs connection errors to stderr).
     #[arg(long, default_value = "info")]
     pub log_level: String,

@@ -5,12 +5,14 @@
 //! # Layout
 //!
 //! `cli` owns the clap types and their help texts; this file owns dispatch; `detach` owns
-//! tests in the background (`run --detach`, `attach`, `stop`, `status`). The OCT command
+//! tests in the background (`run --detach`, `attach`, `stop`, `status`); `vaurien` turns
+//! `oct proxy`'s flags and `--config` into the proxies to start. The OCT command
 //! names (`oct-run`, `oct-turrets-start`, …) are one-line binaries in `src/bin/` calling
 //! [`alias`].
 
 pub mod cli;
 mod detach;
+mod vaurien;
 
 // Lua states and hyper allocate many small short-lived objects per transaction; mimalloc
 // beats glibc malloc on the canon loop by ~1.7x (bench/RESULTS.md). In the library so every
@@ -76,37 +78,7 @@ fn behavior_options(args: Vec<OsString>) -> (Vec<OsString>, Vec<(String, String,
 
 /// `oct proxy` / `oct-vaurien`.
 fn proxy(a: cli::ProxyArgs) -> Result<u8> {
-    let protocol = match a.protocol.as_str() {
-        "tcp" => proxy::Protocol::Tcp,
-        "http" => proxy::Protocol::Http,
-        p @ ("redis" | "memcache" | "mysql" | "smtp") => {
-            bail!("--protocol {p}: not supported yet (tcp or http)")
-        }
-        p => bail!("--protocol {p}: unknown (tcp or http)"),
-    };
-    let mut options: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, String>,
-    > = Default::default();
-    for (b, o, v) in &a.options {
-        options
-            .entry(b.clone())
-            .or_default()
-            .insert(o.clone(), v.clone());
-    }
-    let mix = proxy::Mix::parse(&a.behavior, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        bail!("--timeout {}: must be seconds above 0", a.timeout);
-    }
-    proxy::run(proxy::Options {
-        proxy: a.proxy,
-        backend: a.backend,
-        protocol,
-        mix,
-        timeout: std::time::Duration::from_secs_f64(a.timeout),
-        http: a.http.then(|| format!("{}:{}", a.http_host, a.http_port)),
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    proxy::run(vaurien::options(&a)?).map_err(|e| anyhow::anyhow!(e))?;
     Ok(0)
 }
 

@@ -4,66 +4,13 @@
 
 mod util;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use util::chaos::{call, get, median, proxy};
 use util::nginx::Nginx;
 use util::*;
 
 const T: Duration = Duration::from_secs(30);
-
-/// `oct proxy --protocol http` in front of `backend_port` with `extra` flags; returns it with
-/// its port and the control API's.
-fn proxy(backend_port: u16, extra: &[&str]) -> (Proc, u16, u16) {
-    let [port, api] = free_ports::<2>();
-    let mut args = vec![
-        "proxy".to_owned(),
-        "--proxy".into(),
-        format!("127.0.0.1:{port}"),
-        "--backend".into(),
-        format!("127.0.0.1:{backend_port}"),
-        "--protocol".into(),
-        "http".into(),
-        "--http".into(),
-        "--http-host".into(),
-        "127.0.0.1".into(),
-        "--http-port".into(),
-        api.to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut p = Proc::spawn(oct(&refs));
-    p.wait_line(T, |l| l.contains("control API on"));
-    (p, port, api)
-}
-
-/// One GET over a new connection: status, body, how long it took.
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String, Duration)> {
-    let t0 = Instant::now();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body, t0.elapsed()))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 const LOCATIONS: &str = "    location / { return 200 \"backend\"; }\n";
 
@@ -114,7 +61,7 @@ fn dummy_relays_and_the_real_vaurienclient_sets_a_delay_that_is_added() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("refused: unknown behavior \"boom\"; the behaviors are abort, blackout, delay, dummy, error, hang"),
+        text.contains("refused: unknown behavior \"boom\"; the behaviors are abort, bandwidth, blackout, delay, dummy, error, hang, latency"),
         "{text}"
     );
     // The option set through the API applies: 300 ms on top of the direct latency.
@@ -137,13 +84,7 @@ fn error_answers_5xx_at_its_percentage_hang_ends_at_the_timeout_blackout_closes(
         (250..=350).contains(&errors),
         "{errors} of 1000 errors at 30 %"
     );
-    let put = |body: &str| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
-        write!(s, "PUT /behavior HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    };
+    let put = |body: &str| call(api, "PUT", "/behavior", body);
     assert!(put("{\"name\": \"hang\"}").starts_with("HTTP/1.1 200"));
     let t0 = Instant::now();
     let hung = get(port, "/");
@@ -177,8 +118,21 @@ fn bad_flags_are_one_line_errors() {
             "delay: no option \"slep\"",
         ),
         (
-            vec!["--protocol", "smtp"],
-            "--protocol smtp: not supported yet",
+            vec!["--protocol", "ftp"],
+            "--protocol ftp: unknown (tcp, http, redis",
+        ),
+        (vec!["--route", "GET /a"], "give MATCH=BEHAVIOR"),
+        (
+            vec!["--route", "from 10.0.0.300=error"],
+            "\"10.0.0.300\" is not an IP address",
+        ),
+        (
+            vec!["--behavior", "delay", "--behavior-error-warmup", "1"],
+            "\"error\" is in neither --behavior",
+        ),
+        (
+            vec!["--config", "/nonexistent.ini"],
+            "--config /nonexistent.ini: No such file",
         ),
     ] {
         let mut all = vec![
@@ -201,13 +155,7 @@ fn a_refusing_backend_closes_the_client_is_logged_and_the_proxy_goes_on() {
     let nginx = Nginx::start(LOCATIONS, &[]);
     let (mut p, port, api) = proxy(nginx.port, &["--timeout", "2"]);
     let [closed] = free_ports::<1>();
-    let put = |body: String| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
-        write!(s, "PUT /backend HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    };
+    let put = |body: String| call(api, "PUT", "/backend", &body);
     assert!(put(format!("{{\"backend\": \"127.0.0.1:{closed}\"}}")).starts_with("HTTP/1.1 200"));
     assert!(get(port, "/").is_err());
     p.wait_line(T, |l| l.contains(&format!("backend 127.0.0.1:{closed}")));

@@ -4,63 +4,11 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 use serde_json::json;
+use util::servers::Redis;
 use util::*;
-
-/// A real redis-server on 127.0.0.1, killed when dropped.
-struct Redis {
-    port: u16,
-    _proc: Proc,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let [port] = free_ports::<1>();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path());
-        assert!(
-            std::process::Command::new("redis-server")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "redis-server is needed (apt-get install redis-server; .ci/run installs it)"
-        );
-        let proc = Proc::spawn(cmd);
-        let redis = Redis {
-            port,
-            _proc: proc,
-            _dir: dir,
-        };
-        wait_until(
-            Duration::from_secs(20),
-            "redis-server to answer PING",
-            || redis.ask("PING").ok().filter(|r| r == "+PONG"),
-        );
-        redis
-    }
-
-    /// One inline command; the first line of its reply.
-    fn ask(&self, command: &str) -> std::io::Result<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(format!("{command}\r\n").as_bytes())?;
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        if line.starts_with('$') {
-            line.clear();
-            r.read_line(&mut line)?;
-        }
-        Ok(line.trim_end().to_owned())
-    }
-}
 
 #[test]
 fn a_lua_user_speaks_resp_to_a_real_redis_and_every_iteration_is_a_result() {

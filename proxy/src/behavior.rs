@@ -1,13 +1,55 @@
-//! Vaurien's behaviours, their options, and the mix a proxy draws from (`--behavior
-//! 5:error,10:delay`: integer percentages, the rest `dummy`).
+//! The behaviours — Vaurien's, with their options and semantics, and toxiproxy's faults that
+//! Vaurien lacked — and the mix a proxy draws from (`--behavior 5:error,10:delay`: integer
+//! percentages, the rest `dummy`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-/// The behaviours, by Vaurien's names.
-pub const NAMES: [&str; 6] = ["abort", "blackout", "delay", "dummy", "error", "hang"];
+/// The behaviours, by name (Vaurien's and toxiproxy's), in the order the stats index them.
+pub const NAMES: [&str; 13] = [
+    "abort",
+    "bandwidth",
+    "blackout",
+    "delay",
+    "dummy",
+    "error",
+    "hang",
+    "latency",
+    "limit_data",
+    "reset_peer",
+    "slow_close",
+    "timeout",
+    "transient",
+];
+
+/// Which way a fault acts: on what the client sends (`upstream`), on what comes back
+/// (`downstream`, toxiproxy's default), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Up,
+    Down,
+    Both,
+}
+
+impl Stream {
+    pub fn up(self) -> bool {
+        self != Stream::Down
+    }
+    pub fn down(self) -> bool {
+        self != Stream::Up
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Up => "upstream",
+            Stream::Down => "downstream",
+            Stream::Both => "both",
+        }
+    }
+}
 
 /// One behaviour with its options.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,16 +58,35 @@ pub enum Behavior {
     Dummy,
     /// Waits `sleep` before (or, `before: false`, after) the backend is called.
     Delay { sleep: Duration, before: bool },
-    /// After `warmup` calls, answers with an error instead of the backend's answer: over HTTP a
-    /// 5xx response (the request is not forwarded); over TCP random bytes (`inject`: mixed into
-    /// the backend's real answer).
+    /// After `warmup` of its calls, answers with an error instead of the backend's answer: over
+    /// HTTP a 5xx response (the request not forwarded), elsewhere random bytes (`inject`: the
+    /// request is forwarded and the backend's real answer corrupted).
     Error { warmup: u64, inject: bool },
-    /// Reads what the client sends, forwards it, and never answers (until `--timeout`).
+    /// `error` on its first `agitate` calls, then success: a failure that goes away.
+    Transient { agitate: u64, inject: bool },
+    /// Forwards what the client sends and never answers, until `--timeout`.
     Hang,
-    /// Closes the client's connection at once, reading nothing.
+    /// Closes the client's connection at once.
     Blackout,
     /// Reads what the client sends, then closes the connection without an answer.
     Abort,
+    /// toxiproxy's `latency`: `latency` ± up to `jitter` (uniform), on `stream`.
+    Latency {
+        latency: Duration,
+        jitter: Duration,
+        stream: Stream,
+    },
+    /// toxiproxy's `bandwidth`: at most `rate` bytes a second on `stream`.
+    Bandwidth { rate: u64, stream: Stream },
+    /// toxiproxy's `reset_peer`: after `timeout`, the connection is reset (RST, not FIN).
+    ResetPeer { timeout: Duration },
+    /// toxiproxy's `slow_close`: the call is served, then the connection is closed `delay` later.
+    SlowClose { delay: Duration },
+    /// toxiproxy's `limit_data`: the connection is closed once `bytes` have passed on `stream`.
+    LimitData { bytes: u64, stream: Stream },
+    /// toxiproxy's `timeout`: nothing passes, and the connection is closed after `timeout`
+    /// (0: at `--timeout`).
+    Timeout { timeout: Duration },
 }
 
 /// A bad behaviour spec: what, and why (one line).
@@ -38,22 +99,80 @@ impl std::fmt::Display for BehaviorError {
     }
 }
 
-fn secs(name: &str, key: &str, v: &str) -> Result<Duration, BehaviorError> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| BehaviorError(format!("{name}: `{key}` must be seconds, not {v:?}")))
+/// Each behaviour's options (name, what it is); the units are Vaurien's (seconds) for Vaurien's
+/// behaviours and toxiproxy's (milliseconds, KB/s, bytes) for toxiproxy's.
+pub fn options_of(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "dummy" | "hang" | "blackout" | "abort" => &[],
+        "delay" => &["sleep", "before"],
+        "error" => &["warmup", "inject"],
+        "transient" => &["agitate", "warmup", "inject"],
+        "latency" => &["latency", "jitter", "stream"],
+        "bandwidth" => &["rate", "stream"],
+        "reset_peer" => &["timeout"],
+        "slow_close" => &["delay"],
+        "limit_data" => &["bytes", "stream"],
+        "timeout" => &["timeout"],
+        _ => return None,
+    })
 }
 
-fn boolean(name: &str, key: &str, v: &str) -> Result<bool, BehaviorError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(BehaviorError(format!(
-            "{name}: `{key}` must be true or false, not {v:?}"
-        ))),
+struct Opts<'a> {
+    name: &'a str,
+    map: &'a BTreeMap<String, String>,
+}
+
+impl Opts<'_> {
+    fn bad(&self, key: &str, want: &str, v: &str) -> BehaviorError {
+        BehaviorError(format!("{}: `{key}` must be {want}, not {v:?}", self.name))
+    }
+    fn number(&self, key: &str, default: f64, want: &str) -> Result<f64, BehaviorError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| self.bad(key, want, v)),
+        }
+    }
+    fn secs(&self, key: &str, default: f64) -> Result<Duration, BehaviorError> {
+        self.number(key, default, "seconds")
+            .map(Duration::from_secs_f64)
+    }
+    fn millis(&self, key: &str, default: f64) -> Result<Duration, BehaviorError> {
+        self.number(key, default, "milliseconds")
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    }
+    fn whole(&self, key: &str, default: u64) -> Result<u64, BehaviorError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| self.bad(key, "a whole number", v)),
+        }
+    }
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, BehaviorError> {
+        match self
+            .map
+            .get(key)
+            .map(|v| (v, v.trim().to_ascii_lowercase()))
+        {
+            None => Ok(default),
+            Some((_, t)) if ["true", "1", "yes", "on"].contains(&t.as_str()) => Ok(true),
+            Some((_, t)) if ["false", "0", "no", "off"].contains(&t.as_str()) => Ok(false),
+            Some((v, _)) => Err(self.bad(key, "true or false", v)),
+        }
+    }
+    fn stream(&self) -> Result<Stream, BehaviorError> {
+        match self.map.get("stream").map(|s| s.trim()) {
+            None | Some("downstream") => Ok(Stream::Down),
+            Some("upstream") => Ok(Stream::Up),
+            Some("both") => Ok(Stream::Both),
+            Some(v) => Err(self.bad("stream", "upstream, downstream or both", v)),
+        }
     }
 }
 
@@ -64,16 +183,11 @@ impl Behavior {
         name: &str,
         options: &BTreeMap<String, String>,
     ) -> Result<Behavior, BehaviorError> {
-        let known: &[&str] = match name {
-            "dummy" | "hang" | "blackout" | "abort" => &[],
-            "delay" => &["sleep", "before"],
-            "error" => &["warmup", "inject"],
-            other => {
-                return Err(BehaviorError(format!(
-                    "unknown behavior {other:?}; the behaviors are {}",
-                    NAMES.join(", ")
-                )))
-            }
+        let Some(known) = options_of(name) else {
+            return Err(BehaviorError(format!(
+                "unknown behavior {name:?}; the behaviors are {}",
+                NAMES.join(", ")
+            )));
         };
         for k in options.keys() {
             if !known.contains(&k.as_str()) {
@@ -87,66 +201,177 @@ impl Behavior {
                 )));
             }
         }
-        let opt = |k: &str| options.get(k).map(String::as_str);
+        let o = Opts { name, map: options };
         Ok(match name {
             "dummy" => Behavior::Dummy,
             "hang" => Behavior::Hang,
             "blackout" => Behavior::Blackout,
             "abort" => Behavior::Abort,
             "delay" => Behavior::Delay {
-                sleep: opt("sleep")
-                    .map_or(Ok(Duration::from_secs(1)), |v| secs(name, "sleep", v))?,
-                before: opt("before").map_or(Ok(true), |v| boolean(name, "before", v))?,
+                sleep: o.secs("sleep", 1.0)?,
+                before: o.boolean("before", true)?,
             },
-            _ => Behavior::Error {
-                warmup: match opt("warmup") {
-                    None => 0,
-                    Some(v) => v.trim().parse().map_err(|_| {
-                        BehaviorError(format!("error: `warmup` must be a whole number, not {v:?}"))
-                    })?,
-                },
-                inject: opt("inject").map_or(Ok(false), |v| boolean(name, "inject", v))?,
+            "error" => Behavior::Error {
+                warmup: o.whole("warmup", 0)?,
+                inject: o.boolean("inject", false)?,
+            },
+            "transient" => Behavior::Transient {
+                agitate: o.whole("agitate", 1)?,
+                inject: o.boolean("inject", false)?,
+            },
+            "latency" => Behavior::Latency {
+                latency: o.millis("latency", 0.0)?,
+                jitter: o.millis("jitter", 0.0)?,
+                stream: o.stream()?,
+            },
+            "bandwidth" => Behavior::Bandwidth {
+                rate: (o.number("rate", 0.0, "KB per second")? * 1000.0) as u64,
+                stream: o.stream()?,
+            },
+            "reset_peer" => Behavior::ResetPeer {
+                timeout: o.millis("timeout", 0.0)?,
+            },
+            "slow_close" => Behavior::SlowClose {
+                delay: o.millis("delay", 0.0)?,
+            },
+            "limit_data" => Behavior::LimitData {
+                bytes: o.whole("bytes", 0)?,
+                stream: o.stream()?,
+            },
+            _ => Behavior::Timeout {
+                timeout: o.millis("timeout", 0.0)?,
             },
         })
     }
 
     pub fn name(&self) -> &'static str {
+        NAMES[self.index()]
+    }
+
+    /// Its place in `NAMES`.
+    pub fn index(&self) -> usize {
         match self {
-            Behavior::Dummy => "dummy",
-            Behavior::Delay { .. } => "delay",
-            Behavior::Error { .. } => "error",
-            Behavior::Hang => "hang",
-            Behavior::Blackout => "blackout",
-            Behavior::Abort => "abort",
+            Behavior::Abort => 0,
+            Behavior::Bandwidth { .. } => 1,
+            Behavior::Blackout => 2,
+            Behavior::Delay { .. } => 3,
+            Behavior::Dummy => 4,
+            Behavior::Error { .. } => 5,
+            Behavior::Hang => 6,
+            Behavior::Latency { .. } => 7,
+            Behavior::LimitData { .. } => 8,
+            Behavior::ResetPeer { .. } => 9,
+            Behavior::SlowClose { .. } => 10,
+            Behavior::Timeout { .. } => 11,
+            Behavior::Transient { .. } => 12,
         }
     }
 
-    /// Its name and options, as `GET /behavior` details them.
+    /// Its name and options, as `GET /behavior` details them (in the units they are given in).
     pub fn json(&self) -> Value {
-        match self {
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+        let mut v = match self {
             Behavior::Delay { sleep, before } => {
-                json!({"name": "delay", "sleep": sleep.as_secs_f64(), "before": before})
+                json!({"sleep": sleep.as_secs_f64(), "before": before})
             }
-            Behavior::Error { warmup, inject } => {
-                json!({"name": "error", "warmup": warmup, "inject": inject})
+            Behavior::Error { warmup, inject } => json!({"warmup": warmup, "inject": inject}),
+            Behavior::Transient { agitate, inject } => {
+                json!({"agitate": agitate, "inject": inject})
             }
-            b => json!({"name": b.name()}),
+            Behavior::Latency {
+                latency,
+                jitter,
+                stream,
+            } => {
+                json!({"latency": ms(latency), "jitter": ms(jitter), "stream": stream.name()})
+            }
+            Behavior::Bandwidth { rate, stream } => {
+                json!({"rate": *rate as f64 / 1000.0, "stream": stream.name()})
+            }
+            Behavior::ResetPeer { timeout } | Behavior::Timeout { timeout } => {
+                json!({"timeout": ms(timeout)})
+            }
+            Behavior::SlowClose { delay } => json!({"delay": ms(delay)}),
+            Behavior::LimitData { bytes, stream } => {
+                json!({"bytes": bytes, "stream": stream.name()})
+            }
+            _ => Value::Object(Map::new()),
+        };
+        v["name"] = json!(self.name());
+        v
+    }
+}
+
+/// A behaviour as the relay applies it on one call: `error` and `transient` already decided by
+/// their call counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Drawn<'a> {
+    Pass(&'a Behavior),
+    /// An error answer; `of` is the behaviour that drew it (`error` or `transient`).
+    Fail {
+        inject: bool,
+        of: &'a Behavior,
+    },
+}
+
+impl Drawn<'_> {
+    /// The behaviour the call is counted under.
+    pub fn behavior(&self) -> &Behavior {
+        match self {
+            Drawn::Pass(b) | Drawn::Fail { of: b, .. } => b,
         }
     }
 }
 
-/// What a proxy draws from for each request (or chunk): behaviours with their percentages,
-/// `dummy` for the rest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mix(pub Vec<(u32, Behavior)>);
+/// What a proxy draws from for each call: behaviours with their percentages, `dummy` for the
+/// rest; each part counts its own calls (for `warmup` and `agitate`).
+#[derive(Debug, Clone)]
+pub struct Mix {
+    pub parts: Vec<(u32, Behavior)>,
+    calls: Arc<Vec<AtomicU64>>,
+}
+
+impl PartialEq for Mix {
+    fn eq(&self, other: &Mix) -> bool {
+        self.parts == other.parts
+    }
+}
+
+static DUMMY: Behavior = Behavior::Dummy;
 
 impl Mix {
-    pub fn one(b: Behavior) -> Mix {
-        Mix(vec![(100, b)])
+    pub fn new(parts: Vec<(u32, Behavior)>) -> Mix {
+        let calls = Arc::new(parts.iter().map(|_| AtomicU64::new(0)).collect());
+        Mix { parts, calls }
     }
 
-    /// `--behavior 5:error,10:delay` with each behaviour's options from `options[name]`.
+    pub fn one(b: Behavior) -> Mix {
+        Mix::new(vec![(100, b)])
+    }
+
+    pub fn dummy() -> Mix {
+        Mix::new(Vec::new())
+    }
+
+    /// `--behavior 5:error,10:delay` with each behaviour's options from `options[name]`; an
+    /// option for a behaviour the spec does not name is an error.
     pub fn parse(
+        spec: &str,
+        options: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Mix, BehaviorError> {
+        let mix = Mix::parse_spec(spec, options)?;
+        for name in options.keys() {
+            if !mix.parts.iter().any(|(_, b)| b.name() == name) {
+                return Err(BehaviorError(format!(
+                    "--behavior-{name}-…: {name:?} is not in --behavior {spec:?}"
+                )));
+            }
+        }
+        Ok(mix)
+    }
+
+    /// As `parse`, options for other behaviours ignored (one set of options, several mixes).
+    pub fn parse_spec(
         spec: &str,
         options: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<Mix, BehaviorError> {
@@ -174,31 +399,54 @@ impl Mix {
                 "--behavior {spec:?}: the percentages add up to {total}, over 100"
             )));
         }
-        for name in options.keys() {
-            if !out.iter().any(|(_, b)| b.name() == name) {
-                return Err(BehaviorError(format!(
-                    "--behavior-{name}-…: {name:?} is not in --behavior {spec:?}"
-                )));
-            }
-        }
-        Ok(Mix(out))
+        Ok(Mix::new(out))
     }
 
     /// The behaviour for a draw `r` in 0..100.
     pub fn pick(&self, r: u32) -> &Behavior {
+        self.slot(r).map_or(&DUMMY, |i| &self.parts[i].1)
+    }
+
+    fn slot(&self, r: u32) -> Option<usize> {
         let mut acc = 0;
-        for (pct, b) in &self.0 {
+        for (i, (pct, _)) in self.parts.iter().enumerate() {
             acc += pct;
             if r < acc {
-                return b;
+                return Some(i);
             }
         }
-        &Behavior::Dummy
+        None
+    }
+
+    /// The behaviour for a draw `r` in 0..100, its call counted.
+    pub fn draw(&self, r: u32) -> Drawn<'_> {
+        let Some(i) = self.slot(r) else {
+            return Drawn::Pass(&DUMMY);
+        };
+        let nth = self.calls[i].fetch_add(1, Ordering::Relaxed);
+        match &self.parts[i].1 {
+            b @ Behavior::Error { warmup, inject } if nth >= *warmup => Drawn::Fail {
+                inject: *inject,
+                of: b,
+            },
+            b @ Behavior::Transient { agitate, inject } if nth < *agitate => Drawn::Fail {
+                inject: *inject,
+                of: b,
+            },
+            b => Drawn::Pass(b),
+        }
+    }
+
+    /// Whether every call passes unchanged.
+    pub fn is_dummy(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|(p, b)| *p == 0 || *b == Behavior::Dummy)
     }
 
     /// The name `GET /behavior` answers: the one behaviour, or the spec of a mix.
     pub fn name(&self) -> String {
-        match self.0.as_slice() {
+        match self.parts.as_slice() {
             [] => "dummy".into(),
             [(100, b)] => b.name().into(),
             many => many
@@ -208,70 +456,19 @@ impl Mix {
                 .join(","),
         }
     }
+
+    /// Each part's behaviour and options with its percentage.
+    pub fn details(&self) -> Vec<Value> {
+        self.parts
+            .iter()
+            .map(|(p, b)| {
+                let mut v = b.json();
+                v["percent"] = json!(p);
+                v
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(pairs: &[(&str, &str, &str)]) -> BTreeMap<String, BTreeMap<String, String>> {
-        let mut m: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (b, k, v) in pairs {
-            m.entry(b.to_string())
-                .or_default()
-                .insert(k.to_string(), v.to_string());
-        }
-        m
-    }
-
-    #[test]
-    fn a_mix_draws_by_percentage_and_the_rest_is_dummy() {
-        let m = Mix::parse("5:error,10:delay", &opts(&[("delay", "sleep", "0.25")])).unwrap();
-        assert_eq!(m.pick(0).name(), "error");
-        assert_eq!(m.pick(4).name(), "error");
-        assert_eq!(
-            m.pick(5),
-            &Behavior::Delay {
-                sleep: Duration::from_millis(250),
-                before: true
-            }
-        );
-        assert_eq!(m.pick(15).name(), "dummy");
-        assert_eq!(m.name(), "5:error,10:delay");
-        assert_eq!(
-            Mix::parse("delay", &BTreeMap::new()).unwrap().name(),
-            "delay"
-        );
-    }
-
-    #[test]
-    fn bad_specs_name_what_is_wrong() {
-        for (spec, o, want) in [
-            ("60:error,50:delay", opts(&[]), "add up to 110, over 100"),
-            (
-                "5:boom",
-                opts(&[]),
-                "unknown behavior \"boom\"; the behaviors are abort, blackout",
-            ),
-            ("x:error", opts(&[]), "\"x\" is not a whole percentage"),
-            (
-                "10:delay",
-                opts(&[("delay", "slep", "1")]),
-                "delay: no option \"slep\" (it has sleep, before)",
-            ),
-            (
-                "10:delay",
-                opts(&[("delay", "sleep", "soon")]),
-                "delay: `sleep` must be seconds",
-            ),
-            (
-                "10:delay",
-                opts(&[("error", "warmup", "2")]),
-                "\"error\" is not in --behavior",
-            ),
-        ] {
-            let e = Mix::parse(spec, &o).unwrap_err().0;
-            assert!(e.contains(want), "{spec}: {e}");
-        }
-    }
-}
+mod tests;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod chaos;
 pub mod nginx;
+pub mod servers;
 pub mod site;
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
