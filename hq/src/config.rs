@@ -43,6 +43,8 @@ pub struct Config {
     pub thresholds: crate::gate::Thresholds,
     /// Ours: who is told when the test ends or a turret is lost (`observers`).
     pub observers: crate::observe::Observers,
+    /// Ours: the chaos proxies and their fault schedule (`chaos`).
+    pub chaos: Option<crate::chaos::Chaos>,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
 }
@@ -186,6 +188,10 @@ impl Config {
         };
         let observers = crate::observe::Observers::parse(raw.get("observers"))
             .map_err(|e| c.invalid(&e.key, e.why))?;
+        let chaos = match raw.get("chaos") {
+            None => None,
+            Some(v) => Some(crate::chaos::Chaos::parse(v).map_err(|e| c.invalid(&e.key, e.why))?),
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let mut turrets: Vec<TurretEntry> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -372,6 +378,7 @@ impl Config {
             load,
             thresholds,
             observers,
+            chaos,
             raw,
         };
         let ports = [

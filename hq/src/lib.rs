@@ -20,6 +20,9 @@
 //! `weight`, and what each turret's packed config gets for it; `run::load` sends each
 //! following turret its part as generation-numbered `load` commands.
 //!
+//! `chaos` owns a test's `"chaos"`: `oct proxy`'s proxies started in the HQ, the fault schedule
+//! played on the test's clock, and the windows it records (`oct_chaos`, marked on the graphs).
+//!
 //! `liveness` owns each turret's liveness (`running`, `late`, `lost`, `recovered`,
 //! `unmonitored`) and the CPU flag, as pure state over the heartbeats `run` hands it.
 //!
@@ -48,6 +51,7 @@
 //! `summary` owns the numbers a run ends with; `console` owns what the operator sees while it
 //! runs; `local` owns the child turret processes of `oct run --local`.
 
+pub mod chaos;
 pub mod compare;
 pub mod config;
 mod console;

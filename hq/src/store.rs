@@ -21,6 +21,7 @@ CREATE TABLE oct_canons (uuid TEXT NOT NULL, name TEXT NOT NULL, epoch REAL NOT 
 CREATE TABLE oct_lag (result_id INTEGER NOT NULL PRIMARY KEY, lag REAL NOT NULL);
 CREATE TABLE oct_checks (name TEXT NOT NULL PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL);
 CREATE TABLE oct_counters (name TEXT NOT NULL, second INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, second));
+CREATE TABLE oct_chaos (proxy TEXT NOT NULL, behavior TEXT NOT NULL, options TEXT NOT NULL, start REAL NOT NULL, finish REAL NOT NULL, calls TEXT NOT NULL);
 CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
@@ -93,6 +94,8 @@ pub enum Op {
     Counters(Vec<(String, i64, f64)>),
     /// A turret's liveness and CPU flag at the end of the run (`oct_turret_health`).
     TurretHealth(crate::summary::TurretSummary),
+    /// The chaos schedule's fault windows (`oct_chaos`).
+    Chaos(Vec<crate::chaos::Window>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +224,21 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                         tx.execute(
                             "INSERT OR REPLACE INTO oct_checks (name, passed, failed) VALUES (?1, ?2, ?3)",
                             params![name, passed, failed],
+                        )?;
+                    }
+                }
+                Op::Chaos(windows) => {
+                    for w in windows {
+                        tx.execute(
+                            "INSERT INTO oct_chaos (proxy, behavior, options, start, finish, calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                w.proxy,
+                                w.behavior,
+                                serde_json::Value::Object(w.options).to_string(),
+                                w.start,
+                                w.finish,
+                                serde_json::json!(w.calls).to_string()
+                            ],
                         )?;
                     }
                 }

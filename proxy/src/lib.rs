@@ -35,7 +35,7 @@ pub use frame::Protocol;
 pub use state::{Plan, Proxy, Route};
 
 /// One proxy to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
     pub name: String,
     /// Where clients connect (`HOST:PORT`).

@@ -134,14 +134,14 @@ fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 }
 
 /// A route: the calls it matches draw from its mix.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub on: Match,
     pub mix: Mix,
 }
 
 /// What a proxy draws from: the first route that matches, else the default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub routes: Vec<Route>,
     pub default: Mix,

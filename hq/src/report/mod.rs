@@ -3,6 +3,7 @@
 //! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
 
 mod arrivals;
+mod chaos;
 pub(crate) mod checks;
 pub(crate) mod scan;
 pub mod svg;
@@ -190,6 +191,7 @@ struct Page {
     /// Open model: the arrival rate wanted, started and dropped over the run.
     arrivals_svg: Option<String>,
     checks: Vec<checks::CheckView>,
+    faults: Vec<chaos::FaultView>,
     counters_svg: Option<String>,
     series: Vec<SeriesView>,
     error_rows: Vec<ErrorView>,
@@ -362,7 +364,8 @@ fn write(path: &Path, text: &str) -> Result<(), ReportError> {
     })
 }
 
-/// Renders results.html, the SVG files and summary.json into `results_dir`.
+/// Renders results.html, the SVG files and summary.json into `results_dir`; the chaos
+/// schedule's fault windows, if any, shaded on every graph.
 pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     let db = input.database;
     if !db.is_file() {
@@ -373,6 +376,19 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
     if !table_exists(&conn, "result") {
         return Err(db_error(db, "not a results database (no `result` table)"));
     }
+    // Only our databases have fault windows, and they say when the run started.
+    let origin = meta_time(&conn, "start").unwrap_or(0.0).floor();
+    let faults = chaos::read(&conn, db, origin)?;
+    let bands = faults.as_ref().map(|f| f.bands.clone()).unwrap_or_default();
+    svg::with_bands(bands, || render_with(input, conn, faults))
+}
+
+fn render_with(
+    input: &ReportInput,
+    conn: Connection,
+    faults: Option<chaos::Faults>,
+) -> Result<ReportOutput, ReportError> {
+    let db = input.database;
     let interval = input.interval_secs.max(1);
     let mut scan = Scan::run(&conn, interval, input.progress).map_err(|e| db_error(db, e))?;
     let (start_epoch, finish_epoch) = window(&conn, &scan);
@@ -479,6 +495,10 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         dropped_iterations,
         &check_rows,
     );
+    let (fault_views, fault_json) = match faults {
+        Some(f) => (f.views, Some(f.json)),
+        None => (Vec::new(), None),
+    };
     let page = Page {
         title: input.title.clone(),
         css: input.css.clone(),
@@ -510,6 +530,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         error_rows,
         rejected,
         thresholds: outcomes.iter().map(ThresholdView::from).collect(),
+        faults: fault_views,
     };
     let html = page.render()?;
     let dir = input.results_dir;
@@ -565,6 +586,7 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
         "arrivals": arrivals.map(|a| a.json),
         "checks": (!check_rows.is_empty()).then(|| checks::json(&check_rows)),
         "counters": counters.map(|c| c.1),
+        "chaos": fault_json,
         "thresholds": (!outcomes.is_empty()).then(|| json!({
             "passed": outcomes.iter().all(|o| o.passed),
             "results": outcomes.iter().map(Outcome::json).collect::<Vec<_>>(),
@@ -591,15 +613,17 @@ pub fn render(input: &ReportInput) -> Result<ReportOutput, ReportError> {
 /// When the run started and finished: our `oct_run`, else (OCT's databases) the first and last
 /// result.
 pub(crate) fn window(conn: &Connection, scan: &Scan) -> (Option<f64>, Option<f64>) {
-    let at = |key: &str| {
-        meta(conn, key)
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-            .map(|t| t.timestamp_micros() as f64 / 1e6)
-    };
     (
-        at("start").or(scan.first_epoch),
-        at("finish").or(scan.last_epoch),
+        meta_time(conn, "start").or(scan.first_epoch),
+        meta_time(conn, "finish").or(scan.last_epoch),
     )
+}
+
+/// A time of `oct_run` (RFC 3339) as Unix seconds.
+fn meta_time(conn: &Connection, key: &str) -> Option<f64> {
+    meta(conn, key)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
 }
 
 pub(crate) fn duration(start: Option<f64>, finish: Option<f64>) -> Option<f64> {

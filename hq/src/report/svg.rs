@@ -4,6 +4,7 @@
 //! so a report renders the same wherever it is built; the SVG's `<text>` is drawn by whatever
 //! displays the file.
 
+use std::cell::RefCell;
 use std::sync::Once;
 
 use plotters::prelude::*;
@@ -12,6 +13,25 @@ use plotters::style::FontStyle;
 const W: u32 = 860;
 const H: u32 = 320;
 const FONT: &str = "sans-serif";
+
+thread_local! {
+    /// Spans of the x axis (seconds) every time chart drawn meanwhile shades: the chaos
+    /// schedule's fault windows.
+    static BANDS: RefCell<Vec<(f64, f64, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `bands` shaded on every chart it draws.
+pub fn with_bands<T>(bands: Vec<(f64, f64, String)>, f: impl FnOnce() -> T) -> T {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            BANDS.with(|b| b.borrow_mut().clear());
+        }
+    }
+    BANDS.with(|b| *b.borrow_mut() = bands);
+    let _clear = Clear;
+    f()
+}
 
 pub struct Line<'a> {
     pub label: &'a str,
@@ -155,6 +175,22 @@ fn chart(title: &str, x_label: &str, y_label: &str, f: &Frame, body: Body) -> St
             .y_label_formatter(&|v| tick_label(*v, ystep))
             .label_style((FONT, 14))
             .draw()?;
+        let bands = BANDS.with(|b| b.borrow().clone());
+        for (from, to, label) in &bands {
+            let (a, b) = (from.max(f.x0), to.min(f.x1));
+            if a < b {
+                let red = RGBColor(0xd9, 0x48, 0x3b);
+                c.draw_series(std::iter::once(Rectangle::new(
+                    [(a, f.y0), (b, f.y1)],
+                    red.mix(0.12).filled(),
+                )))?;
+                c.draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (a, f.y1),
+                    (FONT, 11).into_font().color(&red),
+                )))?;
+            }
+        }
         if empty {
             root.draw(&Text::new(
                 "no data",

@@ -75,6 +75,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Local(String),
+    #[error("{0}")]
+    Chaos(String),
     #[error("{} already exists: a run never writes over earlier results; choose another --output-dir or move it away", .0.display())]
     Exists(PathBuf),
 }
@@ -136,6 +138,8 @@ struct Hq<'a> {
     counters: std::collections::BTreeMap<(String, i64), f64>,
     /// `--web`: what the dashboard and `/metrics` are fed.
     web: web::WebSide,
+    /// The chaos proxies and their schedule (`chaos`).
+    chaos: Option<crate::chaos::Runner>,
 }
 
 /// The open model's dropped iterations so far, from the turrets' last heartbeats (`None`: no
@@ -201,6 +205,17 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
              the turrets and inject results; set OCT_SECRET or `secret_file` (docs/security.md)"
         ));
     }
+    // The proxies listen before any turret starts, so a script's first call goes through them.
+    let chaos = match &c.chaos {
+        Some(ch) => {
+            let r = crate::chaos::Runner::start(ch).map_err(RunError::Chaos)?;
+            for line in r.describe() {
+                console.info(&format!("chaos proxy {line}"));
+            }
+            Some(r)
+        }
+        None => None,
+    };
     let local = match &opts.local_turrets {
         Some(program) => {
             Some(LocalTurrets::spawn(program, c, ports, dir).map_err(RunError::Local)?)
@@ -247,6 +262,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
             &c.thresholds,
             Duration::from_secs(c.results_ts_interval_secs.max(1)),
         ),
+        chaos,
     };
     hq.writer.send(Op::Meta(
         "publisher_channel".into(),
@@ -438,6 +454,9 @@ impl Hq<'_> {
         let now = Instant::now();
         self.run_started = Some(now);
         self.summary.started(chrono::Local::now());
+        if let Some(ch) = &mut self.chaos {
+            ch.begin(now);
+        }
         for t in &mut self.turrets {
             t.started = true;
         }
@@ -779,6 +798,12 @@ impl Hq<'_> {
             })?;
             self.writer.send(Op::TurretHealth(turret.clone()))?;
             self.summary.turrets.push(turret);
+        }
+        if let Some(ch) = self.chaos.take() {
+            let (windows, proxies) = ch.finish();
+            self.writer.send(Op::Chaos(windows))?;
+            self.writer
+                .send(Op::Meta("chaos_proxies".into(), proxies.to_string()))?;
         }
         for (k, v) in self.summary.meta() {
             self.writer.send(Op::Meta(k.to_owned(), v))?;
