@@ -1,37 +1,71 @@
 #!/usr/bin/env bash
-# `oct proxy` in `dummy` mode against wrk straight to the same nginx (not a test): nginx on
-# core 0, wrk on core 1, the proxy (2 worker threads) beside nginx on core 0; 50 connections,
-# SECS seconds each, alternated ROUNDS times. Then the accuracy of `delay`: the median added
-# latency of 200 sequential requests with `--behavior delay --behavior-delay-sleep 0.05`.
-# Env: ROUNDS (3), SECS (8). Needs: apt-get install nginx wrk.
+# `oct proxy` in `dummy` mode (not a test): wrk (-t1 -c50, SECS seconds) straight to nginx, then
+# through `oct proxy --protocol http`, then through a reference proxy measured in the same run —
+# nginx itself as a reverse proxy (one worker, upstream keepalive) — alternated ROUNDS times.
+# The target nginx is on core 0 and wrk on core 1; PLACE says where both proxies run:
+# `wrk` (core 1, beside the client: a sidecar; the default), `nginx` (core 0) or `free`
+# (unpinned). Then the accuracy of `delay`: the median added latency of 200 sequential
+# keep-alive requests with `--behavior delay --behavior-delay-sleep 0.05`.
+# Env: ROUNDS (3), SECS (8), PLACE (wrk). Needs: apt-get install nginx wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}; SECS=${SECS:-8}
+ROUNDS=${ROUNDS:-3}; SECS=${SECS:-8}; PLACE=${PLACE:-wrk}
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 2; }
+case $PLACE in
+  wrk) pin=(taskset -c 1) ;;
+  nginx) pin=(taskset -c 0) ;;
+  free) pin=() ;;
+  *) echo "PLACE=$PLACE: wrk, nginx or free" >&2; exit 2 ;;
+esac
 cargo build --release --quiet
 OCT=$PWD/target/release/oct
 . bench/nginx-target.sh
 start_nginx
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pport=$(free)
-taskset -c 0 "$OCT" proxy --proxy "127.0.0.1:$pport" --backend "127.0.0.1:$port" --protocol http 2>"$work/proxy.log" &
+wait_up() { for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$1/" >/dev/null 2>&1 && return; python3 -c 'import time; time.sleep(0.05)'; done; echo "nothing on port $1" >&2; exit 1; }
+pport=$(free); rport=$(free)
+"${pin[@]}" "$OCT" proxy --proxy "127.0.0.1:$pport" --backend "127.0.0.1:$port" --protocol http 2>"$work/proxy.log" &
 proxy_pid=$!
-trap 'kill $proxy_pid 2>/dev/null; kill $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$pport/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.05)'; done
-ratios=()
+mkdir -p "$work/ref/logs"
+cat >"$work/ref/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+error_log $work/ref/logs/error.log warn;
+pid $work/ref/nginx.pid;
+events { worker_connections 10000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  upstream target { server 127.0.0.1:$port; keepalive 64; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:$rport;
+    location / { proxy_pass http://target; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+CONF
+"${pin[@]}" nginx -p "$work/ref" -c "$work/ref/nginx.conf" &
+ref_pid=$!
+trap 'kill $proxy_pid $ref_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+wait_up "$pport"; wait_up "$rport"
+rate() { taskset -c 1 wrk -t1 -c50 -d"${SECS}s" "http://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
+ours=(); refs=(); vs=()
 for r in $(seq 1 "$ROUNDS"); do
-  direct=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
-  proxied=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" "http://127.0.0.1:$pport/" | awk '/Requests\/sec/ {print $2}')
-  ratio=$(python3 -c "print(f'{$proxied/$direct:.3f}')")
-  ratios+=("$ratio")
-  echo "round $r: wrk → nginx $direct req/s | wrk → oct proxy → nginx $proxied req/s | ratio ${ratio}x"
+  direct=$(rate "$port"); proxied=$(rate "$pport"); reference=$(rate "$rport")
+  ours+=("$(python3 -c "print($proxied/$direct)")"); refs+=("$(python3 -c "print($reference/$direct)")")
+  vs+=("$(python3 -c "print($proxied/$reference)")")
+  echo "round $r: wrk → nginx $direct req/s | → oct proxy → nginx $proxied | → nginx proxy → nginx $reference"
 done
-python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'median ratio proxied/direct: {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})')" "${ratios[@]}"
+python3 - "${ours[*]}" "${refs[*]}" "${vs[*]}" <<'PY'
+import statistics, sys
+for name, xs in zip(["oct proxy / direct", "nginx proxy / direct", "oct proxy / nginx proxy"], sys.argv[1:]):
+    r = [float(x) for x in xs.split()]
+    print(f"{name}: median {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})")
+PY
 kill $proxy_pid; wait $proxy_pid 2>/dev/null || true
 dport=$(free)
 "$OCT" proxy --proxy "127.0.0.1:$dport" --backend "127.0.0.1:$port" --protocol http --behavior delay --behavior-delay-sleep 0.05 2>>"$work/proxy.log" &
 proxy_pid=$!
-for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$dport/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.05)'; done
+wait_up "$dport"
 python3 - "$port" "$dport" <<'PY'
 import http.client, statistics, sys, time
 def times(port, n):
