@@ -222,3 +222,70 @@ fn several_proxies_from_an_ini_config_each_driven_on_its_own() {
         "{missing}"
     );
 }
+
+const SMTP_SERVER: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        print("got", envelope.mail_from, envelope.rcpt_tos, len(envelope.content), file=sys.stderr, flush=True)
+        return "250 OK"
+c = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", file=sys.stderr, flush=True)
+time.sleep(120)
+"#;
+
+const SMTP_CLIENT: &str = r#"
+import smtplib, sys, time
+t0 = time.time()
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+s.sendmail("a@example.com", ["b@example.com"], "Subject: hi\r\n\r\n" + "a line of the body\r\n" * 500)
+s.quit()
+print(f"{time.time() - t0:.3f}")
+"#;
+
+#[test]
+fn smtp_is_relayed_line_by_line_to_a_real_aiosmtpd_and_each_command_is_a_call() {
+    let python = aiosmtpd_python();
+    let [smtp] = free_ports::<1>();
+    let mut server = Proc::spawn({
+        let mut c = std::process::Command::new(&python);
+        c.args(["-c", SMTP_SERVER, &smtp.to_string()]);
+        c
+    });
+    server.wait_line(T, |l| l == "ready");
+    let send = |port: u16| -> f64 {
+        let out = std::process::Command::new(&python)
+            .args(["-c", SMTP_CLIENT, &port.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text(&out.stdout).trim().parse().unwrap()
+    };
+    let (_p, port, api) = front("smtp", smtp, &[]);
+    let direct = send(smtp);
+    server.wait_line(T, |l| l.starts_with("got a@example.com ['b@example.com']"));
+    let relayed = send(port);
+    server.wait_line(T, |l| l.starts_with("got a@example.com ['b@example.com']"));
+    // EHLO, MAIL, RCPT, DATA, the body, QUIT: each command line a call, the body's chunks too.
+    let calls = json(api, "/stats")["calls"].as_u64().unwrap();
+    assert!(calls >= 6, "{calls} calls");
+    let put = call(
+        api,
+        "PUT",
+        "/behavior",
+        r#"{"name": "delay", "sleep": 0.05}"#,
+    );
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    let delayed = send(port);
+    server.wait_line(T, |l| l.starts_with("got a@example.com"));
+    assert!(
+        delayed - relayed >= 0.3,
+        "direct {direct} s, relayed {relayed} s, delayed {delayed} s"
+    );
+}

@@ -636,6 +636,15 @@ pub fn selenium_python() -> PathBuf {
     python_with("selenium-venv", &["selenium==4.27.1"], "import selenium")
 }
 
+/// aiosmtpd, a real SMTP server, for the proxy's smtp relay.
+pub fn aiosmtpd_python() -> PathBuf {
+    python_with(
+        "aiosmtpd-venv",
+        &["aiosmtpd==1.4.6"],
+        "import aiosmtpd.controller",
+    )
+}
+
 /// vaurienclient 1.1 (and requests), the client Vaurien's users drive it with. It is Python 2
 /// code: found here, not imported (see tests/proxy.rs).
 pub fn vaurienclient_python() -> PathBuf {
