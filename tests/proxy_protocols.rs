@@ -177,23 +177,29 @@ fn memcached_storage_commands_noreply_cas_and_prepend_with_a_slowed_get() {
 #[test]
 fn several_proxies_from_an_ini_config_each_driven_on_its_own() {
     let (redis, mc) = (Redis::start(), Memcached::start());
-    let [db, cache] = free_ports::<2>();
+    let [main, db, cache] = free_ports::<3>();
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("vaurien.ini");
     std::fs::write(
         &ini,
         format!(
-            "[proxy:db]\nproxy = 127.0.0.1:{db}\nbackend = 127.0.0.1:{}\nprotocol = redis\n\n\
+            "[vaurien]\nproxy = 127.0.0.1:{main}\nbackend = 127.0.0.1:{}\nprotocol = redis\nbehavior = 100:error\n\n\
+             [proxy:db]\nproxy = 127.0.0.1:{db}\nbackend = 127.0.0.1:{}\nprotocol = redis\n\n\
              [proxy:cache]\nproxy = 127.0.0.1:{cache}\nbackend = 127.0.0.1:{}\nprotocol = memcache\n\
              behavior = delay\ndelay.sleep = 0.05\n",
-            redis.port, mc.port
+            redis.port, redis.port, mc.port
         ),
     )
     .unwrap();
     let (_p, api) = start(&["--config".into(), ini.display().to_string()]);
+    // [vaurien] is the first proxy, which Vaurien's routes act on; [proxy:NAME]s follow.
     let list = json(api, "/proxies");
-    assert_eq!(list["proxies"][0]["name"], "db", "{list}");
-    assert_eq!(list["proxies"][1]["protocol"], "memcache", "{list}");
+    assert_eq!(list["proxies"][0]["name"], "default", "{list}");
+    assert_eq!(list["proxies"][1]["name"], "db", "{list}");
+    assert_eq!(list["proxies"][2]["protocol"], "memcache", "{list}");
+    assert_eq!(json(api, "/behavior")["behavior"], "error");
+    let (got, _) = exchange(&mut connect(main), b"PING\r\n", b"+PONG\r\n");
+    assert_ne!(text(&got), "+PONG\r\n", "[vaurien]'s 100:error applies");
     let (got, _) = exchange(&mut connect(db), b"PING\r\n", b"+PONG\r\n");
     assert_eq!(text(&got), "+PONG\r\n");
     let (got, took) = exchange(&mut connect(cache), b"version\r\n", b"VERSION ");
@@ -218,7 +224,8 @@ fn several_proxies_from_an_ini_config_each_driven_on_its_own() {
     assert_eq!(json(api, "/proxies/cache/stats")["behaviors"]["delay"], 2);
     let missing = call(api, "GET", "/proxies/nope/stats", "");
     assert!(
-        missing.starts_with("HTTP/1.1 404") && missing.contains("the proxies are db, cache"),
+        missing.starts_with("HTTP/1.1 404")
+            && missing.contains("the proxies are default, db, cache"),
         "{missing}"
     );
 }
