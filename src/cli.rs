@@ -46,6 +46,29 @@ pub enum Cmd {
     /// A chaos proxy compatible with Vaurien: relays clients to a backend, injecting delays,
     /// errors, hangs and disconnects (`--behavior-NAME-OPTION VALUE` sets an option).
     Proxy(ProxyArgs),
+    /// Relay results and commands between turrets in another zone and the HQ (OCT's
+    /// run-device; ZeroMQ's streamer and forwarder), byte for byte, sealed frames untouched.
+    Forwarder(ForwarderArgs),
+}
+
+/// `oct forwarder`: bound where the turrets connect, connected to the HQ.
+#[derive(Debug, Args)]
+pub struct ForwarderArgs {
+    /// Where turrets push their results (their `hq_rc`): bound, e.g. `*:5502`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub pull: String,
+    /// The HQ's results port (its `rc_port`): connected, e.g. `hq.example:5502`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub push: String,
+    /// The HQ's command port (its `publish_port`): connected; with --pub.
+    #[arg(long, value_name = "HOST:PORT", requires = "publish")]
+    pub sub: Option<String>,
+    /// Where turrets subscribe to commands (their `hq_publisher`): bound; with --sub.
+    #[arg(long = "pub", value_name = "HOST:PORT", requires = "sub")]
+    pub publish: Option<String>,
+    /// Seconds between progress lines (results forwarded so far).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub progress: f64,
 }
 
 /// Vaurien's flags (`oct-vaurien` takes them too). With `--config`, a flag given here wins

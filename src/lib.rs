@@ -76,6 +76,24 @@ fn behavior_options(args: Vec<OsString>) -> (Vec<OsString>, Vec<(String, String,
     (rest, options)
 }
 
+/// `oct forwarder`: runs until the process ends.
+fn forwarder(a: cli::ForwarderArgs) -> Result<u8> {
+    if !(a.progress.is_finite() && a.progress > 0.0) {
+        bail!("--progress {}: must be seconds above 0", a.progress);
+    }
+    let f = hq::forwarder::Forwarder {
+        pull: a.pull,
+        push: a.push,
+        sub: a.sub,
+        publish: a.publish,
+    };
+    hq::forwarder::run(&f, std::time::Duration::from_secs_f64(a.progress), |l| {
+        eprintln!("oct forwarder: {l}")
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(0)
+}
+
 /// `oct proxy` / `oct-vaurien`.
 fn proxy(a: cli::ProxyArgs) -> Result<u8> {
     proxy::run(vaurien::options(&a)?).map_err(|e| anyhow::anyhow!(e))?;
@@ -174,6 +192,7 @@ fn dispatch(cmd: Cmd) -> Result<u8> {
         Cmd::Stop(args) => detach::stop(&args.project),
         Cmd::Status => detach::status(),
         Cmd::Proxy(args) => proxy(args),
+        Cmd::Forwarder(a) => forwarder(a),
     }
 }
 

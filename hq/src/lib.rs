@@ -20,6 +20,9 @@
 //! `weight`, and what each turret's packed config gets for it; `run::load` sends each
 //! following turret its part as generation-numbered `load` commands.
 //!
+//! `forwarder` owns `oct forwarder`: results and commands relayed byte for byte between turrets
+//! in another zone and the HQ (ZeroMQ's streamer and forwarder devices).
+//!
 //! `chaos` owns a test's `"chaos"`: `oct proxy`'s proxies started in the HQ, the fault schedule
 //! played on the test's clock, and the windows it records (`oct_chaos`, marked on the graphs).
 //!
@@ -56,6 +59,7 @@ pub mod compare;
 pub mod config;
 mod console;
 pub mod csv;
+pub mod forwarder;
 pub mod gate;
 pub mod history;
 pub mod liveness;
