@@ -255,13 +255,19 @@ pub struct CsvArgs {
     pub delimiter: String,
 }
 
+/// One of --tar and --config-file, exactly; --once with either.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
 pub struct TurretArgs {
     /// A turret tarball made by `oct pack-turrets`.
-    #[arg(long, value_name = "X.tar.gz")]
+    #[arg(long, value_name = "X.tar.gz", group = "source")]
     pub tar: Option<PathBuf>,
     /// A turret config.json (its `script` is relative to the file's folder).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "source")]
     pub config_file: Option<PathBuf>,
+    /// Exit (0) once the first test it runs has ended, its last results sent: for a
+    /// Kubernetes Job's pods, which must complete.
+    #[arg(long)]
+    pub once: bool,
 }

@@ -251,7 +251,8 @@ fn turret(args: cli::TurretArgs) -> Result<u8> {
         }
         (None, None) => bail!("give --config-file FILE or --tar X.tar.gz"),
     };
-    let config = turret::Config::load(&config_file)?;
+    let mut config = turret::Config::load(&config_file)?;
+    config.once = args.once;
     let outcome = turret::run(config);
     drop(unpacked);
     outcome?;

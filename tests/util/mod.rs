@@ -636,6 +636,15 @@ pub fn selenium_python() -> PathBuf {
     python_with("selenium-venv", &["selenium==4.27.1"], "import selenium")
 }
 
+/// kubernetes-validate: the Kubernetes OpenAPI schemas, offline (and PyYAML with it).
+pub fn kubernetes_validate_python() -> PathBuf {
+    python_with(
+        "kubernetes-validate-venv",
+        &["kubernetes-validate==1.37.0"],
+        "import kubernetes_validate, yaml",
+    )
+}
+
 /// aiosmtpd, a real SMTP server, for the proxy's smtp relay.
 pub fn aiosmtpd_python() -> PathBuf {
     python_with(

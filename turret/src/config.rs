@@ -37,6 +37,8 @@ pub struct Config {
     /// Secure mode's shared secret: `secret_file` (relative to the config's folder), else
     /// `OCT_SECRET` from the environment, else none (plain OCT protocol).
     pub secret: Option<protocol::Secret>,
+    /// `oct turret --once`: exit after the first test it runs (a Kubernetes Job's pod).
+    pub once: bool,
     /// The whole document, handed to scripts.
     pub raw: Map<String, Value>,
 }
@@ -195,6 +197,7 @@ impl Config {
                 Some(_) => int("workers", 1)? as usize,
             },
             secret,
+            once: false,
             raw,
         })
     }

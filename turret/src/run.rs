@@ -265,6 +265,8 @@ impl Turret {
     }
 
     fn start(&mut self) -> Result<(), TurretError> {
+        // `--once`: this test's end is the turret's.
+        self.exit_after_stop |= self.config.once;
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicU64::new(0));
