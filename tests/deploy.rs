@@ -236,6 +236,12 @@ fn the_manifests_agree_and_what_they_run_works() {
     assert_eq!(summary["lost"], 0, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
     assert!(summary["transactions"].as_u64().unwrap() > 20, "{summary}");
+    for t in summary["turrets"].as_array().unwrap() {
+        assert_eq!(
+            t["status"], "ready",
+            "a --once turret ends as a finished one: {t}"
+        );
+    }
     let mut names: Vec<&str> = summary["turrets"]
         .as_array()
         .unwrap()

@@ -61,8 +61,11 @@ struct Turret {
     state: TurretState,
     context: Value,
     test: Option<Test>,
-    /// `kill` came while a test was stopping: exit once it has.
+    /// `kill` came while a test was stopping (or `--once` and a test started): exit once it
+    /// has.
     exit_after_stop: bool,
+    /// `kill` came: the last status says `Killed` (after `--once`, the `ready` is the last).
+    killed: bool,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
     sent: u64,
@@ -103,6 +106,7 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         context: serde_json::json!({}),
         test: None,
         exit_after_stop: false,
+        killed: false,
         events_tx,
         events,
         sent: 0,
@@ -239,6 +243,7 @@ impl Turret {
             Command::Stop => self.begin_stop(),
             Command::Kill => {
                 self.exit_after_stop = true;
+                self.killed = true;
                 self.begin_stop();
             }
             Command::Load(target) => self.on_load(target),
@@ -400,8 +405,10 @@ impl Turret {
             self.send_status()?;
         }
         if self.exit_after_stop {
-            self.state = TurretState::Killed;
-            self.send_status()?;
+            if self.killed || !self.config.once {
+                self.state = TurretState::Killed;
+                self.send_status()?;
+            }
             return Ok(true);
         }
         Ok(false)
