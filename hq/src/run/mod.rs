@@ -18,10 +18,11 @@ use crate::console::Console;
 use crate::liveness::Timings;
 use crate::local::LocalTurrets;
 use crate::store::{self, Op, ResultRow, StoreError, Writer};
-use crate::summary::{Rejected, Summary, TurretSummary};
+use crate::summary::{Rejected, Summary};
 use crate::transport::is_loopback;
 use turrets::Turret;
 
+mod finish;
 mod load;
 mod turrets;
 mod web;
@@ -110,6 +111,7 @@ struct Hq<'a> {
     console: Console,
     phase: Phase,
     turrets: Vec<Turret>,
+    index: turrets::Index,
     batch: Vec<ResultRow>,
     summary: Summary,
     timer_counts: HashMap<String, u64>,
@@ -229,6 +231,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         console,
         phase: Phase::Waiting,
         turrets: Vec::new(),
+        index: Default::default(),
         batch: Vec::with_capacity(BATCH_ROWS),
         summary: Summary::new(db_path, c.run_time),
         timer_counts: HashMap::new(),
@@ -673,24 +676,9 @@ impl Hq<'_> {
                 }
             }
         }
-        // Which turret sent it: by uuid (extension `seq`), else by name when one turret has it —
-        // a turret sends its first results of a test without the extension when the test
-        // started before the HQ's announcement reached it, and counts them all the same.
-        let sender = match (&r.turret_uuid, &r.turret_name) {
-            (Some(uuid), _) => self.turrets.iter().position(|t| &t.status.uuid == uuid),
-            (None, Some(name)) => {
-                let mut named = self
-                    .turrets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| &t.status.turret == name);
-                match (named.next(), named.next()) {
-                    (Some((i, _)), None) => Some(i),
-                    _ => None,
-                }
-            }
-            (None, None) => None,
-        };
+        let sender = self
+            .index
+            .sender(r.turret_uuid.as_deref(), r.turret_name.as_deref());
         if let Some(i) = sender {
             self.turrets[i].received += 1;
             self.heard(i);
@@ -736,81 +724,5 @@ impl Hq<'_> {
                 "rejected a message ({error}); further `{kind}` messages are only counted"
             ));
         }
-    }
-
-    fn finish(mut self, outcome: Result<(), RunError>) -> Result<Summary, RunError> {
-        self.flush()?;
-        self.publish_web(Instant::now(), true);
-        self.console.end_progress();
-        if self.summary.finish.is_none() && self.summary.start.is_some() {
-            self.summary.finished(chrono::Local::now());
-        }
-        let mut rejected: Vec<Rejected> = self.rejected.drain().map(|(_, r)| r).collect();
-        rejected.sort_by(|a, b| a.kind.cmp(&b.kind));
-        for r in &rejected {
-            self.writer.send(Op::Rejected {
-                kind: r.kind.clone(),
-                count: r.count,
-                first_error: r.first_error.clone(),
-                samples: r.samples.clone(),
-            })?;
-        }
-        self.summary.rejected = rejected;
-        if !self.checks.is_empty() {
-            let checks = std::mem::take(&mut self.checks);
-            self.writer.send(Op::Checks(
-                checks.into_iter().map(|(n, (p, f))| (n, p, f)).collect(),
-            ))?;
-        }
-        if !self.counters.is_empty() {
-            let counters = std::mem::take(&mut self.counters);
-            self.writer.send(Op::Counters(
-                counters.into_iter().map(|((n, s), v)| (n, s, v)).collect(),
-            ))?;
-        }
-        let mut timers: Vec<(String, u64)> = self.timer_counts.drain().collect();
-        timers.sort();
-        self.summary.timers = timers;
-        for t in &self.turrets {
-            let turret = TurretSummary {
-                name: t.status.turret.clone(),
-                uuid: t.status.uuid.clone(),
-                status: t.status.status.as_oct().to_owned(),
-                received: t.received,
-                // The final `ready` says what was sent; a turret that never sent one (lost,
-                // killed) said it in its last heartbeat. Counts only grow within a session.
-                sent: t.status.results_sent.max(t.health.results_sent),
-                liveness: t.health.liveness,
-                changes: t.health.changes.clone(),
-                heartbeats: t.health.heartbeats,
-                cpu_max: t.health.cpu_max,
-                cpu_suspect: t.health.cpu_suspect,
-                iterations: match (t.status.iterations_started, t.status.iterations_dropped) {
-                    (Some(s), Some(d)) => Some((s, d)),
-                    _ => t.arrivals.map(|a| (a.started, a.dropped)),
-                },
-            };
-            self.writer.send(Op::TurretCount {
-                uuid: turret.uuid.clone(),
-                name: turret.name.clone(),
-                received: turret.received,
-                sent: turret.sent,
-            })?;
-            self.writer.send(Op::TurretHealth(turret.clone()))?;
-            self.summary.turrets.push(turret);
-        }
-        if let Some(ch) = self.chaos.take() {
-            let (windows, proxies) = ch.finish();
-            self.writer.send(Op::Chaos(windows))?;
-            self.writer
-                .send(Op::Meta("chaos_proxies".into(), proxies.to_string()))?;
-        }
-        for (k, v) in self.summary.meta() {
-            self.writer.send(Op::Meta(k.to_owned(), v))?;
-        }
-        let written = self.writer.finish()?;
-        debug_assert_eq!(written, self.summary.transactions);
-        outcome?;
-        Ok(self.summary)
     }
 }

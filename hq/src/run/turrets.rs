@@ -28,6 +28,39 @@ pub(super) struct Turret {
     pub(super) arrivals: Option<store::Arrivals>,
 }
 
+/// Which turret a message is from, without a scan of them all per result: by uuid, and by name
+/// where one turret has it (`None`: several have).
+#[derive(Default)]
+pub(super) struct Index {
+    by_uuid: std::collections::HashMap<String, usize>,
+    by_name: std::collections::HashMap<String, Option<usize>>,
+}
+
+impl Index {
+    pub(super) fn add(&mut self, i: usize, uuid: &str, name: &str) {
+        self.by_uuid.insert(uuid.to_owned(), i);
+        self.by_name
+            .entry(name.to_owned())
+            .and_modify(|one| *one = None)
+            .or_insert(Some(i));
+    }
+
+    pub(super) fn uuid(&self, uuid: &str) -> Option<usize> {
+        self.by_uuid.get(uuid).copied()
+    }
+
+    /// By uuid (extension `seq`), else by name when one turret has it — a turret sends its
+    /// first results of a test without the extension when the test started before the HQ's
+    /// announcement reached it, and counts them all the same.
+    pub(super) fn sender(&self, uuid: Option<&str>, name: Option<&str>) -> Option<usize> {
+        match (uuid, name) {
+            (Some(u), _) => self.uuid(u),
+            (None, Some(n)) => self.by_name.get(n).copied().flatten(),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A turret is sent a start or stop of its own at most this often.
 const NUDGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -104,7 +137,7 @@ impl Hq<'_> {
 
     pub(super) fn on_heartbeat(&mut self, h: Heartbeat) {
         // A turret is known by its status first; it answers the next status_request.
-        let Some(i) = self.turrets.iter().position(|t| t.status.uuid == h.uuid) else {
+        let Some(i) = self.index.uuid(&h.uuid) else {
             return;
         };
         let (change, suspect) = self.turrets[i].health.heartbeat(
@@ -162,7 +195,7 @@ impl Hq<'_> {
             updated_at: store::now_timestamp(),
         };
         let phase = self.phase;
-        let idx = match self.turrets.iter().position(|t| t.status.uuid == s.uuid) {
+        let idx = match self.index.uuid(&s.uuid) {
             Some(i) => i,
             None => {
                 self.console.info(&format!(
@@ -182,6 +215,7 @@ impl Hq<'_> {
                     arrivals: None,
                 });
                 let i = self.turrets.len() - 1;
+                self.index.add(i, &s.uuid, &s.turret);
                 if phase == Phase::Running && s.status == TurretState::Ready {
                     // A late joiner: OCT never starts it. Turrets already running ignore a
                     // repeated start, so a broadcast is safe for OCT turrets too.
