@@ -1,6 +1,7 @@
 //! results.sqlite: OCT's two tables byte-identical (DESIGN §4) plus tables of ours, written by a
 //! dedicated thread in batched transactions so the receive loop never waits on disk.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -128,8 +129,14 @@ pub fn create(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Applies a batch of operations in one transaction.
-pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreError> {
+/// Applies a batch of operations in one transaction. `turret_ids` remembers each turret's row
+/// (OCT's `turret` table has no index on `uuid`, and an index would change OCT's schema): a
+/// status costs a lookup, not a scan of every turret's row — 1,000 turrets answer twice a second.
+pub fn apply(
+    conn: &mut Connection,
+    ops: &mut Vec<Op>,
+    turret_ids: &mut HashMap<String, i64>,
+) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let mut rows = 0;
     {
@@ -156,18 +163,21 @@ pub fn apply(conn: &mut Connection, ops: &mut Vec<Op>) -> Result<usize, StoreErr
                     }
                     rows += batch.len();
                 }
-                Op::Turret(t) => {
-                    let updated = tx.execute(
-                        "UPDATE turret SET name = ?1, cannons = ?2, script = ?3, rampup = ?4, status = ?5, updated_at = ?6 WHERE uuid = ?7",
-                        params![t.name, t.cannons, t.script, t.rampup, t.status, t.updated_at, t.uuid],
-                    )?;
-                    if updated == 0 {
+                Op::Turret(t) => match turret_ids.get(&t.uuid) {
+                    Some(id) => {
+                        tx.prepare_cached(
+                            "UPDATE turret SET name = ?1, cannons = ?2, script = ?3, rampup = ?4, status = ?5, updated_at = ?6 WHERE id = ?7",
+                        )?
+                        .execute(params![t.name, t.cannons, t.script, t.rampup, t.status, t.updated_at, id])?;
+                    }
+                    None => {
                         tx.execute(
                             "INSERT INTO turret (name, uuid, cannons, script, rampup, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                             params![t.name, t.uuid, t.cannons, t.script, t.rampup, t.status, t.updated_at],
                         )?;
+                        turret_ids.insert(t.uuid.clone(), tx.last_insert_rowid());
                     }
-                }
+                },
                 Op::Meta(k, v) => {
                     tx.execute(
                         "INSERT OR REPLACE INTO oct_run (key, value) VALUES (?1, ?2)",
@@ -317,6 +327,7 @@ impl Writer {
 fn write_loop(conn: &mut Connection, rx: Receiver<Op>) -> Result<u64, StoreError> {
     let mut total = 0u64;
     let mut ops = Vec::with_capacity(MAX_BATCH_OPS);
+    let mut turret_ids = HashMap::new();
     // Block for the first op, then take whatever else is queued: one transaction per burst.
     while let Ok(op) = rx.recv() {
         ops.push(op);
@@ -326,7 +337,7 @@ fn write_loop(conn: &mut Connection, rx: Receiver<Op>) -> Result<u64, StoreError
                 Err(_) => break,
             }
         }
-        total += apply(conn, &mut ops)? as u64;
+        total += apply(conn, &mut ops, &mut turret_ids)? as u64;
     }
     // Leave a plain single-file database, as OCT's: no -wal/-shm beside it for readers (or
     // copies) to trip over. Everything is committed already; failure here loses nothing.
@@ -399,7 +410,7 @@ mod tests {
             Op::Results((0..5).map(row).collect()),
             Op::Turret(turret("Running")),
         ];
-        assert_eq!(apply(&mut conn, &mut ops).unwrap(), 5);
+        assert_eq!(apply(&mut conn, &mut ops, &mut HashMap::new()).unwrap(), 5);
         let (n, status): (i64, String) = conn
             .query_row("SELECT count(*), max(status) FROM turret", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
