@@ -46,6 +46,12 @@ impl Relay {
         pull.bind("tcp://127.0.0.1:*").unwrap();
         let push = ctx.socket(zmq::PUSH).unwrap();
         push.connect(&format!("tcp://127.0.0.1:{hq_rc}")).unwrap();
+        // Frames still queued when the relay stops are dropped: the turret goes on sending
+        // heartbeats after its HQ has exited, and a context with an infinite linger would wait
+        // for that HQ for ever.
+        for s in [&xsub, &xpub, &pull, &push] {
+            s.set_linger(0).unwrap();
+        }
         let (commands_port, inject_port, results_port) =
             (bound_port(&xpub), bound_port(&xsub), bound_port(&pull));
         let commands = Arc::new(Mutex::new(Vec::new()));
@@ -158,6 +164,7 @@ fn a_stranger_without_the_secret_is_refused_and_cannot_kill_a_turret() {
 
     // And publishes to the turret, as if it were the HQ: its own kill, then a replay.
     let publisher = ctx.socket(zmq::XPUB).unwrap();
+    publisher.set_linger(0).unwrap();
     publisher
         .connect(&format!("tcp://127.0.0.1:{}", relay.inject_port))
         .unwrap();
