@@ -123,6 +123,44 @@ impl Conn {
         }
     }
 
+    /// The behaviours that end the connection before anything is forwarded — blackout and
+    /// abort at once, timeout after its wait, reset_peer with an RST after its wait — applied;
+    /// whether `act` was one.
+    async fn ends_here(&self, act: &Act, client: &TcpStream) -> bool {
+        match act {
+            Act::Pass(Behavior::Blackout | Behavior::Abort) => {}
+            Act::Pass(Behavior::Timeout { timeout }) => {
+                timer::sleep(self.or_timeout(*timeout)).await
+            }
+            Act::Pass(Behavior::ResetPeer { timeout }) => {
+                timer::sleep(*timeout).await;
+                reset(client);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// What `act` waits before the call is forwarded: `delay`'s sleep (`before`), upstream
+    /// `latency`.
+    async fn before_forwarding(&mut self, act: &Act) {
+        match act {
+            Act::Pass(Behavior::Delay {
+                sleep,
+                before: true,
+            }) => timer::sleep(*sleep).await,
+            Act::Pass(Behavior::Latency {
+                latency,
+                jitter,
+                stream,
+            }) if stream.up() => {
+                let d = self.rng.jittered(*latency, *jitter);
+                timer::sleep(d).await;
+            }
+            _ => {}
+        }
+    }
+
     /// The backend, connected within `--timeout`; a refusal is counted and logged by the caller.
     async fn connect(&self) -> Result<TcpStream, String> {
         let backend = self.proxy.backend();

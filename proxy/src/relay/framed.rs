@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::{finish, io_err, pipe, read_more, reset, stale, write_all, write_paced, Act, Conn};
+use super::{finish, io_err, pipe, read_more, stale, write_all, write_paced, Act, Conn};
 use crate::behavior::Behavior as B;
 use crate::frame::{self, http, Bad, Protocol, Reply, Step};
 use crate::timer;
@@ -47,46 +47,25 @@ pub(super) async fn relay(mut c: Conn, client: TcpStream) -> Result<(), String> 
         };
         let n = req.len;
         let act = c.draw(&req.method, &req.path);
-        match &act {
-            Act::Pass(B::Blackout | B::Abort) => return Ok(()),
-            Act::Pass(B::Timeout { timeout }) => {
-                timer::sleep(c.or_timeout(*timeout)).await;
-                return Ok(());
-            }
-            Act::Pass(B::ResetPeer { timeout }) => {
-                timer::sleep(*timeout).await;
-                reset(&client);
-                return Ok(());
-            }
-            Act::Fail { inject: false } => {
-                // Vaurien's error: the request is not forwarded; the client gets an error page
-                // (HTTP), else random bytes — after which the stream cannot be read on, so the
-                // connection is closed.
-                let answer = error_answer(&mut c, protocol, req.reply);
-                write_all(&client, &answer)
-                    .await
-                    .map_err(io_err("client"))?;
-                cbuf.drain(..n);
-                if req.last || protocol != Protocol::Http {
-                    finish(&client);
-                    return Ok(());
-                }
-                continue;
-            }
-            Act::Pass(B::Delay {
-                sleep,
-                before: true,
-            }) => timer::sleep(*sleep).await,
-            Act::Pass(B::Latency {
-                latency,
-                jitter,
-                stream,
-            }) if stream.up() => {
-                let d = c.rng.jittered(*latency, *jitter);
-                timer::sleep(d).await;
-            }
-            _ => {}
+        if c.ends_here(&act, &client).await {
+            return Ok(());
         }
+        if act == (Act::Fail { inject: false }) {
+            // Vaurien's error: the request is not forwarded; the client gets an error page
+            // (HTTP), else random bytes — after which the stream cannot be read on, so the
+            // connection is closed.
+            let answer = error_answer(&mut c, protocol, req.reply);
+            write_all(&client, &answer)
+                .await
+                .map_err(io_err("client"))?;
+            cbuf.drain(..n);
+            if req.last || protocol != Protocol::Http {
+                finish(&client);
+                return Ok(());
+            }
+            continue;
+        }
+        c.before_forwarding(&act).await;
         if backend.as_ref().is_some_and(stale) {
             backend = None;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{finish, io_err, read_more, reset, write_all, write_paced, Act, Conn, Rng};
+use super::{finish, io_err, read_more, write_all, write_paced, Act, Conn, Rng};
 use crate::behavior::Behavior as B;
 use crate::frame::{self, Bad, Step};
 use crate::timer;
@@ -103,35 +103,17 @@ async fn calls(c: &mut Conn, pair: &Pair) -> Result<bool, String> {
         };
         let act = c.draw("", "");
         *pair.down.lock().unwrap_or_else(|e| e.into_inner()) = Down::of(&act);
+        if c.ends_here(&act, client).await {
+            return Ok(false);
+        }
+        c.before_forwarding(&act).await;
         match &act {
-            Act::Pass(B::Blackout | B::Abort) => return Ok(false),
-            Act::Pass(B::Timeout { timeout }) => {
-                timer::sleep(c.or_timeout(*timeout)).await;
-                return Ok(false);
-            }
-            Act::Pass(B::ResetPeer { timeout }) => {
-                timer::sleep(*timeout).await;
-                reset(client);
-                return Ok(false);
-            }
             Act::Fail { inject: false } => {
                 let junk = c.rng.noise(n.max(16));
                 let _w = pair.writing.lock().await;
                 write_all(client, &junk).await.map_err(io_err("client"))?;
                 buf.drain(..n);
                 continue;
-            }
-            Act::Pass(B::Delay {
-                sleep,
-                before: true,
-            }) => timer::sleep(*sleep).await,
-            Act::Pass(B::Latency {
-                latency,
-                jitter,
-                stream,
-            }) if stream.up() => {
-                let d = c.rng.jittered(*latency, *jitter);
-                timer::sleep(d).await;
             }
             Act::Pass(B::LimitData { bytes, stream }) if stream.up() => {
                 up_left.get_or_insert(*bytes);
