@@ -140,7 +140,8 @@ impl Chaos {
                 }
             };
             // The rest are the behaviour's options (as PUT /behavior takes them).
-            let mix = behavior_mix(&behavior, &f).map_err(|why| bad(key.clone(), why))?;
+            let mix =
+                proxy::state::mix_json(&behavior, &f).map_err(|(_, e)| bad(key.clone(), e.0))?;
             schedule.push(Fault {
                 at,
                 secs: for_secs,
@@ -155,25 +156,6 @@ impl Chaos {
 }
 
 /// `"delay"` with `{"sleep": 0.2}`, or a mix `"30:error,10:delay"` with `{"options": {…}}`.
-fn behavior_mix(behavior: &str, rest: &Map<String, Value>) -> Result<proxy::Mix, String> {
-    if behavior.contains(':') || behavior.contains(',') {
-        if let Some(k) = rest.keys().find(|k| *k != "options") {
-            return Err(format!(
-                "{k:?}: a mix takes its options as \"options\": {{behavior: {{option: value}}}}"
-            ));
-        }
-        let options = proxy::state::options_json(rest.get("options")).map_err(|e| e.0)?;
-        return proxy::Mix::parse(behavior, &options).map_err(|e| e.0);
-    }
-    let options: BTreeMap<String, String> = rest
-        .iter()
-        .map(|(k, v)| (k.clone(), proxy::state::text_of(v)))
-        .collect();
-    proxy::Behavior::build(behavior, &options)
-        .map(proxy::Mix::one)
-        .map_err(|e| e.0)
-}
-
 /// One fault as it happened: when (Unix seconds) and what the proxy counted meanwhile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
@@ -205,18 +187,6 @@ fn epoch() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn behaviors(p: &proxy::Proxy) -> BTreeMap<String, u64> {
-    let stats = p.stats();
-    stats["behaviors"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl Runner {
@@ -310,9 +280,9 @@ fn play(
         events.push((f.at + f.secs, false, i));
     }
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut open: Vec<(usize, f64, BTreeMap<String, u64>)> = Vec::new();
+    let mut open: Vec<(usize, f64, BTreeMap<&'static str, u64>)> = Vec::new();
     let mut windows = Vec::new();
-    let close = |open: &mut Vec<(usize, f64, BTreeMap<String, u64>)>,
+    let close = |open: &mut Vec<(usize, f64, BTreeMap<&'static str, u64>)>,
                  i: usize,
                  windows: &mut Vec<Window>| {
         let Some(at) = open.iter().position(|o| o.0 == i) else {
@@ -323,10 +293,10 @@ fn play(
         let Some(p) = running.get(&f.proxy) else {
             return;
         };
-        let after = behaviors(p);
-        let calls = after
-            .iter()
-            .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        let calls = p
+            .behaviors()
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n - before.get(k).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
         let mix = open
@@ -364,7 +334,7 @@ fn play(
             continue;
         };
         if starts {
-            open.push((i, epoch(), behaviors(p)));
+            open.push((i, epoch(), p.behaviors()));
             p.set_default(f.mix.clone());
         } else {
             close(&mut open, i, &mut windows);

@@ -5,7 +5,6 @@
 //! vaurienclient sends its `PUT` bodies as JSON without a Content-Type: bodies are read as text
 //! and parsed whatever the header says.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -16,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::behavior::{Behavior, Mix, NAMES};
+use crate::behavior::{Mix, NAMES};
 use crate::state::{self, Proxy};
 
 type All = Arc<Vec<Arc<Proxy>>>;
@@ -164,19 +163,7 @@ pub fn behavior_of(body: &str) -> Result<Mix, Box<Response>> {
             format!("no behavior name; the behaviors are {}", NAMES.join(", ")),
         ));
     };
-    if name.contains(':') || name.contains(',') {
-        let options = state::options_json(v.get("options")).map_err(|e| bad("options", e.0))?;
-        return Mix::parse(&name, &options).map_err(|e| bad("name", e.0));
-    }
-    let options: BTreeMap<String, String> = v
-        .iter()
-        .map(|(k, v)| (k.clone(), state::text_of(v)))
-        .collect();
-    match Behavior::build(&name, &options) {
-        Ok(b) => Ok(Mix::one(b)),
-        Err(e) if !NAMES.contains(&name.as_str()) => Err(bad("name", e.0)),
-        Err(e) => Err(bad("options", e.0)),
-    }
+    state::mix_json(&name, &v).map_err(|(field, e)| bad(field, e.0))
 }
 
 fn get_backend(p: &Proxy) -> Response {

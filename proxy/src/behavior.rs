@@ -437,13 +437,6 @@ impl Mix {
         }
     }
 
-    /// Whether every call passes unchanged.
-    pub fn is_dummy(&self) -> bool {
-        self.parts
-            .iter()
-            .all(|(p, b)| *p == 0 || *b == Behavior::Dummy)
-    }
-
     /// The name `GET /behavior` answers: the one behaviour, or the spec of a mix.
     pub fn name(&self) -> String {
         match self.parts.as_slice() {

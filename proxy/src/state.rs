@@ -159,8 +159,6 @@ pub struct Rule {
 pub struct Live {
     pub rules: Vec<Rule>,
     pub default: Rule,
-    /// Whether every call of every rule passes unchanged.
-    pub dummy: bool,
 }
 
 impl Live {
@@ -169,6 +167,40 @@ impl Live {
             .iter()
             .find(|r| r.on.matches(method, path, client))
             .unwrap_or(&self.default)
+    }
+
+    /// `plan` with each rule's counters, from `counts` (created for a label not seen yet).
+    fn of(plan: &Plan, counts: &Mutex<BTreeMap<String, Arc<Counts>>>) -> Live {
+        let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rule = |on: &Match, mix: &Mix| {
+            let label = on.label();
+            let counts = Arc::clone(counts.entry(label.clone()).or_default());
+            Rule {
+                on: on.clone(),
+                mix: mix.clone(),
+                label,
+                counts,
+            }
+        };
+        Live {
+            rules: plan.routes.iter().map(|r| rule(&r.on, &r.mix)).collect(),
+            default: rule(&Match::default(), &plan.default),
+        }
+    }
+
+    /// The plan it was made of.
+    fn plan(&self) -> Plan {
+        Plan {
+            routes: self
+                .rules
+                .iter()
+                .map(|r| Route {
+                    on: r.on.clone(),
+                    mix: r.mix.clone(),
+                })
+                .collect(),
+            default: self.default.mix.clone(),
+        }
     }
 }
 
@@ -180,7 +212,7 @@ pub struct Proxy {
     /// How long a backend may take to connect and to answer; how long `hang` hangs.
     pub timeout: Duration,
     backend: RwLock<String>,
-    plan: RwLock<(Plan, Arc<Live>)>,
+    live: RwLock<Arc<Live>>,
     generation: AtomicU64,
     counts: Mutex<BTreeMap<String, Arc<Counts>>>,
     events: [AtomicU64; EVENTS.len()],
@@ -195,26 +227,19 @@ impl Proxy {
         backend: String,
         plan: Plan,
     ) -> Proxy {
-        let p = Proxy {
+        let counts = Mutex::new(BTreeMap::new());
+        let live = Live::of(&plan, &counts);
+        Proxy {
             name,
             listen,
             protocol,
             timeout,
             backend: RwLock::new(backend),
-            plan: RwLock::new((
-                plan.clone(),
-                Arc::new(Live {
-                    rules: Vec::new(),
-                    default: placeholder(),
-                    dummy: true,
-                }),
-            )),
-            generation: AtomicU64::new(0),
-            counts: Mutex::new(BTreeMap::new()),
+            live: RwLock::new(Arc::new(live)),
+            generation: AtomicU64::new(1),
+            counts,
             events: Default::default(),
-        };
-        p.set_plan(plan);
-        p
+        }
     }
 
     pub fn backend(&self) -> String {
@@ -229,17 +254,13 @@ impl Proxy {
     }
 
     pub fn plan(&self) -> Plan {
-        self.plan
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.live.read().unwrap_or_else(|e| e.into_inner()).plan()
     }
 
     /// The plan connections draw from, and its generation (to see a change cheaply).
     pub fn live(&self) -> (u64, Arc<Live>) {
-        let g = self.plan.read().unwrap_or_else(|e| e.into_inner());
-        (self.generation.load(Ordering::Acquire), Arc::clone(&g.1))
+        let g = self.live.read().unwrap_or_else(|e| e.into_inner());
+        (self.generation.load(Ordering::Acquire), Arc::clone(&g))
     }
 
     pub fn generation(&self) -> u64 {
@@ -247,36 +268,8 @@ impl Proxy {
     }
 
     pub fn set_plan(&self, plan: Plan) {
-        let rule = |on: Match, mix: Mix| {
-            let label = on.label();
-            let counts = Arc::clone(
-                self.counts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(label.clone())
-                    .or_default(),
-            );
-            Rule {
-                on,
-                mix,
-                label,
-                counts,
-            }
-        };
-        let rules: Vec<Rule> = plan
-            .routes
-            .iter()
-            .map(|r| rule(r.on.clone(), r.mix.clone()))
-            .collect();
-        let default = rule(Match::default(), plan.default.clone());
-        let dummy = default.mix.is_dummy() && rules.iter().all(|r| r.mix.is_dummy());
-        let live = Arc::new(Live {
-            rules,
-            default,
-            dummy,
-        });
-        let mut g = self.plan.write().unwrap_or_else(|e| e.into_inner());
-        *g = (plan, live);
+        let live = Arc::new(Live::of(&plan, &self.counts));
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -291,59 +284,70 @@ impl Proxy {
         self.events[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Calls per route label and behaviour (those not zero), and the events.
-    pub fn stats(&self) -> Value {
+    /// Every route label (`*` the default) with its calls per behaviour, those not zero.
+    fn per_route(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut behaviors: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut routes = Map::new();
-        let mut calls = 0;
-        for (label, c) in counts.iter() {
-            let mut per = Map::new();
-            for (i, n) in c.iter().enumerate() {
-                let n = n.load(Ordering::Relaxed);
-                if n > 0 {
-                    per.insert(NAMES[i].into(), json!(n));
-                    *behaviors.entry(NAMES[i]).or_default() += n;
-                    calls += n;
-                }
-            }
-            routes.insert(label.clone(), Value::Object(per));
-        }
-        let events: Map<String, Value> = EVENTS
+        counts
+            .iter()
+            .map(|(label, c)| {
+                let calls = c
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (NAMES[i], n.load(Ordering::Relaxed)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                (label.clone(), calls)
+            })
+            .collect()
+    }
+
+    fn events(&self) -> Vec<(&'static str, u64)> {
+        EVENTS
             .iter()
             .zip(&self.events)
-            .map(|(e, n)| ((*e).to_owned(), json!(n.load(Ordering::Relaxed))))
+            .map(|(e, n)| (*e, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Calls per behaviour, over every route.
+    pub fn behaviors(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for (name, n) in self.per_route().into_iter().flat_map(|(_, calls)| calls) {
+            *out.entry(name).or_default() += n;
+        }
+        out
+    }
+
+    /// Calls per route label and behaviour (those not zero), and the events.
+    pub fn stats(&self) -> Value {
+        let mut routes = Map::new();
+        for (label, calls) in self.per_route() {
+            routes.insert(
+                label,
+                calls
+                    .into_iter()
+                    .map(|(b, n)| (b.to_owned(), json!(n)))
+                    .collect(),
+            );
+        }
+        let behaviors = self.behaviors();
+        let calls: u64 = behaviors.values().sum();
+        let events: Map<String, Value> = self
+            .events()
+            .into_iter()
+            .map(|(e, n)| (e.to_owned(), json!(n)))
             .collect();
         json!({"calls": calls, "behaviors": behaviors, "routes": routes, "events": events})
     }
 
     /// `(route label, behaviour, calls)` for every counter, and `(event, n)`: for `/metrics`.
     pub fn counters(&self) -> (CallCounts, Vec<(&'static str, u64)>) {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut calls = Vec::new();
-        for (label, c) in counts.iter() {
-            for (i, n) in c.iter().enumerate() {
-                let n = n.load(Ordering::Relaxed);
-                if n > 0 {
-                    calls.push((label.clone(), NAMES[i], n));
-                }
-            }
-        }
-        let events = EVENTS
-            .iter()
-            .zip(&self.events)
-            .map(|(e, n)| (*e, n.load(Ordering::Relaxed)))
+        let calls = self
+            .per_route()
+            .into_iter()
+            .flat_map(|(label, calls)| calls.into_iter().map(move |(b, n)| (label.clone(), b, n)))
             .collect();
-        (calls, events)
-    }
-}
-
-fn placeholder() -> Rule {
-    Rule {
-        on: Match::default(),
-        mix: Mix::dummy(),
-        label: "*".into(),
-        counts: Arc::default(),
+        (calls, self.events())
     }
 }
 
@@ -412,6 +416,38 @@ pub fn options_json(
         );
     }
     Ok(out)
+}
+
+/// A behaviour named in JSON with its options beside it (`{"name": "delay", "sleep": 0.3}`, as
+/// `PUT /behavior` and a chaos schedule take them), or a mix (`"5:error,10:delay"`) with its
+/// options as `"options": {behavior: {option: value}}`. `Err`: the key at fault (`name` or
+/// `options`) and why.
+pub fn mix_json(
+    name: &str,
+    rest: &Map<String, Value>,
+) -> Result<Mix, (&'static str, BehaviorError)> {
+    if name.contains(':') || name.contains(',') {
+        if let Some(k) = rest.keys().find(|k| *k != "options") {
+            return Err((
+                "options",
+                BehaviorError(format!(
+                    "{k:?}: a mix takes its options as \"options\": {{behavior: {{option: value}}}}"
+                )),
+            ));
+        }
+        let options = options_json(rest.get("options")).map_err(|e| ("options", e))?;
+        return Mix::parse(name, &options).map_err(|e| ("name", e));
+    }
+    let options: BTreeMap<String, String> =
+        rest.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
+    Behavior::build(name, &options).map(Mix::one).map_err(|e| {
+        let field = if NAMES.contains(&name) {
+            "options"
+        } else {
+            "name"
+        };
+        (field, e)
+    })
 }
 
 /// A JSON value as the text a command-line option would be.
