@@ -20,20 +20,11 @@ fn repo() -> PathBuf {
 
 /// Every manifest of deploy/kubernetes, as JSON: `[(file, kind, name, object)]`.
 fn manifests(python: &Path) -> Vec<(String, String, String, Value)> {
-    let out = std::process::Command::new(python)
-        .current_dir(repo())
-        .args([
-            "-c",
-            "import glob, json, yaml\n\
-             print(json.dumps([[f, d] for f in sorted(glob.glob('deploy/kubernetes/*.yaml')) for d in yaml.safe_load_all(open(f)) if d]))",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(std::process::Command::new(python).current_dir(repo()).args([
+        "-c",
+        "import glob, json, yaml\n\
+         print(json.dumps([[f, d] for f in sorted(glob.glob('deploy/kubernetes/*.yaml')) for d in yaml.safe_load_all(open(f)) if d]))",
+    ]));
     let docs: Vec<(String, Value)> = serde_json::from_slice(&out.stdout).unwrap();
     docs.into_iter()
         .map(|(f, d)| {

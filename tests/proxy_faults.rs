@@ -6,8 +6,9 @@ mod util;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use util::chaos::{call, connect_from, get, json, median, promtool_check, proxy, KeepAlive};
+use util::chaos::{call, connect_from, get, json, median, proxy, KeepAlive};
 use util::nginx::Nginx;
+use util::promtool_check;
 
 const BIG: usize = 100_000;
 

@@ -231,7 +231,7 @@ fn several_proxies_from_an_ini_config_each_driven_on_its_own() {
 }
 
 const SMTP_SERVER: &str = r#"
-import sys, time
+import os, sys, time
 from aiosmtpd.controller import Controller
 class Handler:
     async def handle_DATA(self, server, session, envelope):
@@ -240,7 +240,10 @@ class Handler:
 c = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[1]))
 c.start()
 print("ready", file=sys.stderr, flush=True)
-time.sleep(120)
+# Serves until the test kills it, or until the test itself is gone (it is then reparented).
+parent = os.getppid()
+while os.getppid() == parent:
+    time.sleep(0.2)
 "#;
 
 const SMTP_CLIENT: &str = r#"
@@ -263,15 +266,11 @@ fn smtp_is_relayed_line_by_line_to_a_real_aiosmtpd_and_each_command_is_a_call() 
     });
     server.wait_line(T, |l| l == "ready");
     let send = |port: u16| -> f64 {
-        let out = std::process::Command::new(&python)
-            .args(["-c", SMTP_CLIENT, &port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(std::process::Command::new(&python).args([
+            "-c",
+            SMTP_CLIENT,
+            &port.to_string(),
+        ]));
         text(&out.stdout).trim().parse().unwrap()
     };
     let (_p, port, api) = front("smtp", smtp, &[]);

@@ -37,15 +37,11 @@ fn mixed_fleet(
     config["rc_port"] = json!(rc);
     config["external_publisher"] = json!(ext);
     std::fs::write(p.join("config.json"), config.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_oct"))
-        .args(["pack-turrets", p.to_str().unwrap(), "--python"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(Command::new(env!("CARGO_BIN_EXE_oct")).args([
+        "pack-turrets",
+        p.to_str().unwrap(),
+        "--python",
+    ]));
     let results = tmp.path().join("out");
     let mut hq = Proc::spawn(oct_run(&p, &results, &[]));
     hq.hq_ports();

@@ -147,21 +147,3 @@ pub fn connect_from(from: &str, port: u16) -> std::io::Result<std::net::TcpStrea
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     Ok(s)
 }
-
-/// Checks Prometheus text with the real `promtool`.
-pub fn promtool_check(text: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, text).unwrap();
-    let check = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("promtool check metrics < '{}'", file.display()))
-        .output()
-        .expect("sh");
-    assert!(
-        check.status.success(),
-        "promtool (apt-get install prometheus; .ci/run installs it): {}{}\n{text}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-}

@@ -90,6 +90,35 @@ impl Project {
     }
 }
 
+/// Runs `cmd` to its end; it must succeed (else the test fails with its stderr): its output.
+pub fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Checks Prometheus text with the real `promtool`.
+pub fn promtool_check(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let check = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < '{}'", file.display()))
+        .output()
+        .expect("sh");
+    assert!(
+        check.status.success(),
+        "promtool (apt-get install prometheus; .ci/run installs it): {}{}\n{text}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
 /// A config with OS-chosen ports and the given run time and turrets.
 pub fn config(run_time: f64, min_turrets: u64, turrets: Value) -> Value {
     json!({
