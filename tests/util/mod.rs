@@ -534,6 +534,21 @@ fn venv_with(name: &str, packages: &[&str], ready: impl Fn(&Path) -> bool) -> Pa
     if ready(&bin) {
         return bin;
     }
+    // Tests of one binary run in parallel, and two may want the same venv: one builds it while
+    // the other waits on the lock, then finds it ready.
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(
+        locked,
+        0,
+        "locking {}: {}",
+        venv.display(),
+        std::io::Error::last_os_error()
+    );
+    if ready(&bin) {
+        return bin;
+    }
     let ok = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)
