@@ -242,6 +242,18 @@ pub struct RebuildArgs {
     /// Write the thresholds' outcomes (of CONFIG_FILE, evaluated again) as JUnit XML.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// What to read the transactions from: OCT's result rows and the turrets' aggregates
+    /// (`auto`; a `"results": "both"` run's rows alone), the rows alone, or the aggregates alone.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub from: From,
+}
+
+/// `rebuild-results --from`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum From {
+    Auto,
+    Raw,
+    Aggregate,
 }
 
 #[derive(Debug, Args)]

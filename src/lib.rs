@@ -268,7 +268,12 @@ fn rebuild(args: cli::RebuildArgs) -> Result<u8> {
         .results_file
         .clone()
         .unwrap_or_else(|| args.results_dir.join("results.sqlite"));
-    let out = report(&config, &args.results_dir, &database)?;
+    let source = match args.from {
+        cli::From::Auto => hq::report::aggregates::Source::Auto,
+        cli::From::Raw => hq::report::aggregates::Source::Raw,
+        cli::From::Aggregate => hq::report::aggregates::Source::Aggregate,
+    };
+    let out = report(&config, &args.results_dir, &database, source)?;
     println!("{}", out.html.display());
     gate(&out.thresholds, args.junit.as_deref(), &config)
 }
@@ -302,7 +307,12 @@ fn gate(outcomes: &[hq::gate::Outcome], junit: Option<&Path>, config: &hq::Confi
 }
 
 /// Renders the report of `database` into `dir` and says where it is.
-fn report(config: &hq::Config, dir: &Path, database: &Path) -> Result<hq::report::ReportOutput> {
+fn report(
+    config: &hq::Config,
+    dir: &Path,
+    database: &Path,
+    source: hq::report::aggregates::Source,
+) -> Result<hq::report::ReportOutput> {
     let project = config.path.parent().unwrap_or(Path::new("."));
     let title = std::fs::canonicalize(project)
         .ok()
@@ -317,6 +327,7 @@ fn report(config: &hq::Config, dir: &Path, database: &Path) -> Result<hq::report
         css: hq::report::css_for_project(project),
         progress: true,
         thresholds: &config.thresholds,
+        source,
     };
     let out = hq::report::render(&input)?;
     eprintln!(
@@ -394,7 +405,7 @@ fn run(args: RunArgs) -> Result<u8> {
     println!("{summary}");
     let c = &opts.config;
     let outcomes = if !args.no_results {
-        report(c, &opts.results_dir, &summary.database)?.thresholds
+        report(c, &opts.results_dir, &summary.database, Default::default())?.thresholds
     } else if !c.thresholds.is_empty() {
         hq::report::evaluate_thresholds(
             &summary.database,

@@ -45,8 +45,32 @@ pub struct Config {
     pub observers: crate::observe::Observers,
     /// Ours: the chaos proxies and their fault schedule (`chaos`).
     pub chaos: Option<crate::chaos::Chaos>,
+    /// Ours: what turrets send (`results`): a row per transaction (OCT's), or aggregates.
+    pub results: ResultsMode,
     /// The whole document, unknown keys included, as it was read.
     pub raw: Map<String, Value>,
+}
+
+/// config.json's `results`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultsMode {
+    /// One row per transaction in OCT's `result` table (OCT's way, the default).
+    #[default]
+    Raw,
+    /// One aggregate per turret and `results_ts_interval` (extension `aggregate`).
+    Aggregate,
+    /// Both: the raw rows and the aggregates, to check one against the other.
+    Both,
+}
+
+impl ResultsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultsMode::Raw => "raw",
+            ResultsMode::Aggregate => "aggregate",
+            ResultsMode::Both => "both",
+        }
+    }
 }
 
 /// One turret of the config.
@@ -354,6 +378,15 @@ impl Config {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
             Some(other) => return Err(c.wrong("bind_address", "an address or `*`", other)),
         };
+        let results = match raw.get("results") {
+            None => ResultsMode::Raw,
+            Some(Value::String(s)) if s == "raw" => ResultsMode::Raw,
+            Some(Value::String(s)) if s == "aggregate" => ResultsMode::Aggregate,
+            Some(Value::String(s)) if s == "both" => ResultsMode::Both,
+            Some(other) => {
+                return Err(c.wrong("results", "\"raw\", \"aggregate\" or \"both\"", other))
+            }
+        };
         let config = Config {
             path: path.to_owned(),
             run_time,
@@ -379,6 +412,7 @@ impl Config {
             thresholds,
             observers,
             chaos,
+            results,
             raw,
         };
         let ports = [

@@ -105,6 +105,19 @@ pub fn export(database: &Path, out: &Path, delimiter: &str) -> Result<u64, CsvEr
     }
     let conn = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| db_err(&e))?;
+    // A run of `"results": "aggregate"` has no row per transaction to export.
+    let aggregated = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM oct_agg) > 0 AND NOT EXISTS (SELECT 1 FROM result)",
+            [],
+            |r| r.get::<_, bool>(0),
+        )
+        .unwrap_or(false);
+    if aggregated {
+        return Err(db_err(
+            &"holds aggregates (\"results\": \"aggregate\"), not one row per transaction: there is nothing to export as CSV; the report has the figures",
+        ));
+    }
     // First pass: the timer columns, in order of first appearance.
     let mut names: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();

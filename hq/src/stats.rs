@@ -47,48 +47,50 @@ pub fn interpolated(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// Mean and variance by Welford's method: one pass, no catastrophic cancellation.
-#[derive(Debug, Clone, Default)]
-pub struct Moments {
-    pub count: u64,
-    mean: f64,
-    m2: f64,
-    pub min: f64,
-    pub max: f64,
-}
+/// Mean and variance by Welford's method: one pass, no catastrophic cancellation, mergeable.
+pub use protocol::aggregate::Moments;
 
-impl Moments {
-    pub fn add(&mut self, x: f64) {
-        if self.count == 0 {
-            self.min = x;
-            self.max = x;
-        } else {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
-        }
-        self.count += 1;
-        let d = x - self.mean;
-        self.mean += d / self.count as f64;
-        self.m2 += d * (x - self.mean);
-    }
-
-    pub fn mean(&self) -> f64 {
-        self.mean
-    }
-
-    pub fn stdev(&self) -> Option<f64> {
-        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).sqrt())
-    }
-}
-
-fn micros(x: f64) -> u64 {
-    (x * 1e6).round().max(1.0) as u64
-}
+/// Histograms count whole nanoseconds, as turrets' aggregates do (protocol::aggregate).
+use protocol::aggregate::nanos;
 
 fn hist(sigfig: u8) -> Histogram<u64> {
     let mut h = Histogram::new(sigfig).expect("valid significant figures");
     h.auto(true);
     h
+}
+
+/// One turret's interval of a series, as an aggregate brings it (extension `aggregate`).
+pub struct Delta<'a> {
+    /// The interval's first second.
+    pub start: i64,
+    pub moments: Moments,
+    /// Nanoseconds.
+    pub hist: &'a Histogram<u64>,
+    pub seconds: &'a [(i64, u64)],
+    pub sample: &'a [(f64, f64)],
+}
+
+impl<'a> Delta<'a> {
+    /// A series of an aggregate, its histogram decoded already.
+    pub fn of(
+        start: i64,
+        s: &'a protocol::aggregate::SeriesDelta,
+        hist: &'a Histogram<u64>,
+    ) -> Self {
+        Delta {
+            start,
+            moments: Moments {
+                count: s.count,
+                mean: s.mean,
+                m2: s.m2,
+                min: s.min,
+                max: s.max,
+            },
+            hist,
+            seconds: &s.seconds,
+            sample: &s.sample,
+        }
+    }
 }
 
 /// One interval of a series.
@@ -111,7 +113,7 @@ impl Interval {
         // A histogram bucket's top may lie past the largest value seen: never show more.
         let (lo, hi) = (self.moments.min, self.moments.max);
         let q = |q: f64| {
-            (self.hist.value_at_quantile(q) as f64 / 1e6)
+            (self.hist.value_at_quantile(q) as f64 / 1e9)
                 .max(lo)
                 .min(hi)
         };
@@ -178,8 +180,8 @@ impl Series {
             return;
         }
         self.moments.add(value);
-        let us = micros(value);
-        let _ = self.hist.record(us);
+        let ns = nanos(value);
+        let _ = self.hist.record(ns);
         if let Some(exact) = &mut self.exact {
             if exact.len() < EXACT_CAP {
                 exact.push(value);
@@ -196,24 +198,52 @@ impl Series {
             _ => self.intervals.entry(bin).or_insert_with(Interval::new),
         };
         interval.moments.add(value);
-        let _ = interval.hist.record(us);
+        let _ = interval.hist.record(ns);
         match self.per_second.last_entry() {
             Some(mut e) if *e.key() == second => *e.get_mut() += 1,
             _ => *self.per_second.entry(second).or_insert(0) += 1,
         }
-        // Reservoir sampling (algorithm R) with a fixed-seed xorshift: the same file gives the
-        // same graph.
+        self.offer((epoch, value));
+    }
+
+    /// Reservoir sampling (algorithm R) with a fixed-seed xorshift: the same file gives the same
+    /// graph.
+    fn offer(&mut self, point: (f64, f64)) {
         self.seen += 1;
         if self.raw.len() < RAW_POINTS {
-            self.raw.push((epoch, value));
+            self.raw.push(point);
         } else {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
             self.rng ^= self.rng << 17;
             let j = self.rng % self.seen;
             if (j as usize) < RAW_POINTS {
-                self.raw[j as usize] = (epoch, value);
+                self.raw[j as usize] = point;
             }
+        }
+    }
+
+    /// One turret's interval of this series (extension `aggregate`), as if its transactions
+    /// had come one by one: count, moments, min, max and per-second counts exact; percentiles
+    /// from the histogram from now on; its sample points offered to the scatter graph's.
+    pub fn add_delta(&mut self, d: &Delta) {
+        if d.moments.count == 0 {
+            return;
+        }
+        self.moments.merge(&d.moments);
+        let _ = self.hist.add(d.hist);
+        self.exact = None;
+        let secs = self.interval_secs as i64;
+        // Its interval's start, in this series' intervals (the same unless asked otherwise).
+        let bin = d.start.div_euclid(secs) * secs;
+        let interval = self.intervals.entry(bin).or_insert_with(Interval::new);
+        interval.moments.merge(&d.moments);
+        let _ = interval.hist.add(d.hist);
+        for (second, n) in d.seconds {
+            *self.per_second.entry(*second).or_insert(0) += n;
+        }
+        for point in d.sample {
+            self.offer(*point);
         }
     }
 
@@ -233,7 +263,7 @@ impl Series {
                 values.sort_by(f64::total_cmp);
                 interpolated(values, q)
             }
-            None => self.hist.value_at_quantile(q) as f64 / 1e6,
+            None => self.hist.value_at_quantile(q) as f64 / 1e9,
         }
     }
 
@@ -255,7 +285,7 @@ impl Series {
                 values.sort_by(f64::total_cmp);
                 QUANTILES.map(|q| interpolated(values, q))
             }
-            None => QUANTILES.map(|q| self.hist.value_at_quantile(q) as f64 / 1e6),
+            None => QUANTILES.map(|q| self.hist.value_at_quantile(q) as f64 / 1e9),
         };
         summary_from(&self.moments, p)
     }

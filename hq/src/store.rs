@@ -23,6 +23,9 @@ CREATE TABLE oct_lag (result_id INTEGER NOT NULL PRIMARY KEY, lag REAL NOT NULL)
 CREATE TABLE oct_checks (name TEXT NOT NULL PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL);
 CREATE TABLE oct_counters (name TEXT NOT NULL, second INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, second));
 CREATE TABLE oct_chaos (proxy TEXT NOT NULL, behavior TEXT NOT NULL, options TEXT NOT NULL, start REAL NOT NULL, finish REAL NOT NULL, calls TEXT NOT NULL);
+CREATE TABLE oct_agg (turret_uuid TEXT NOT NULL, turret_name TEXT NOT NULL, seq INTEGER NOT NULL, start INTEGER NOT NULL, secs INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL, mean REAL NOT NULL, m2 REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, first REAL NOT NULL, last REAL NOT NULL, hist BLOB NOT NULL, seconds TEXT NOT NULL, sample TEXT NOT NULL);
+CREATE TABLE oct_agg_errors (turret_name TEXT NOT NULL, start INTEGER NOT NULL, message TEXT NOT NULL, count INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL);
+CREATE TABLE oct_agg_count (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, received INTEGER NOT NULL, sent INTEGER);
 CREATE TABLE oct_turret_health (uuid TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, liveness TEXT NOT NULL, changes TEXT NOT NULL, heartbeats INTEGER NOT NULL, cpu_max REAL NOT NULL, cpu_suspect INTEGER NOT NULL);
 "#;
 
@@ -97,6 +100,16 @@ pub enum Op {
     TurretHealth(crate::summary::TurretSummary),
     /// The chaos schedule's fault windows (`oct_chaos`).
     Chaos(Vec<crate::chaos::Window>),
+    /// One turret's interval (extension `aggregate`): a row per series in `oct_agg`, a row per
+    /// error message in `oct_agg_errors`.
+    Aggregate(Box<protocol::Aggregate>),
+    /// A turret's aggregates received and sent (`oct_agg_count`).
+    IntervalCount {
+        uuid: String,
+        name: String,
+        received: u64,
+        sent: Option<u64>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +265,21 @@ pub fn apply(
                         )?;
                     }
                 }
+                Op::Aggregate(a) => {
+                    insert_aggregate(&tx, &a)?;
+                    rows += a.transactions() as usize;
+                }
+                Op::IntervalCount {
+                    uuid,
+                    name,
+                    received,
+                    sent,
+                } => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO oct_agg_count (uuid, name, received, sent) VALUES (?1, ?2, ?3, ?4)",
+                        params![uuid, name, received, sent],
+                    )?;
+                }
                 Op::Counters(counters) => {
                     for (name, second, value) in counters {
                         tx.execute(
@@ -290,6 +318,61 @@ pub fn apply(
     }
     tx.commit()?;
     Ok(rows)
+}
+
+/// An aggregate's rows. A histogram that is not base64 is stored empty (the report counts the
+/// series' transactions all the same): the HQ refused nothing the turret counted as sent.
+fn insert_aggregate(tx: &rusqlite::Transaction, a: &protocol::Aggregate) -> rusqlite::Result<()> {
+    let mut series = tx.prepare_cached(
+        "INSERT INTO oct_agg (turret_uuid, turret_name, seq, start, secs, kind, name, count, errors, mean, m2, min, max, first, last, hist, seconds, sample) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    let failed = a.failed();
+    for s in &a.series {
+        let errors = if s.kind == protocol::aggregate::Kind::Transaction {
+            failed
+        } else {
+            0
+        };
+        series.execute(params![
+            a.turret_uuid,
+            a.turret,
+            a.aggregate,
+            a.start,
+            a.secs,
+            s.kind.as_str(),
+            s.name,
+            s.count,
+            errors,
+            s.mean,
+            s.m2,
+            s.min,
+            s.max,
+            s.first,
+            s.last,
+            s.histogram_bytes().unwrap_or_default(),
+            serde_json::to_string(&s.seconds).unwrap_or_default(),
+            serde_json::to_string(&s.sample).unwrap_or_default(),
+        ])?;
+    }
+    let mut errors = tx.prepare_cached(
+        "INSERT INTO oct_agg_errors (turret_name, start, message, count, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in &a.errors {
+        errors.execute(params![
+            a.turret, a.start, e.message, e.count, e.first, e.last
+        ])?;
+    }
+    if a.other_errors > 0 {
+        errors.execute(params![
+            a.turret,
+            a.start,
+            "",
+            a.other_errors,
+            a.start,
+            a.start
+        ])?;
+    }
+    Ok(())
 }
 
 /// The handle of the writer thread. Dropping the last [`Writer`] sender ends the thread after it

@@ -36,6 +36,8 @@ pub struct TurretSummary {
     /// Open model: iterations its schedule started and dropped (its final `ready`, else its
     /// last heartbeat).
     pub iterations: Option<(u64, u64)>,
+    /// Extension `aggregate`: aggregates received from it, and what it said it sent.
+    pub intervals: Option<(u64, Option<u64>)>,
 }
 
 impl TurretSummary {
@@ -106,6 +108,15 @@ impl Summary {
             .sum()
     }
 
+    /// Aggregates sent but never received (extension `aggregate`); `None` in a raw test.
+    pub fn lost_intervals(&self) -> Option<u64> {
+        self.turrets
+            .iter()
+            .filter_map(|t| t.intervals)
+            .map(|(received, sent)| sent.unwrap_or(received).saturating_sub(received))
+            .reduce(|a, b| a + b)
+    }
+
     /// Open model: iterations started and dropped by every turret; `None` in a closed-model
     /// test.
     pub fn iterations(&self) -> Option<(u64, u64)> {
@@ -134,6 +145,9 @@ impl Summary {
         ];
         if let Some(why) = &self.aborted_by {
             meta.push(("aborted_by", why.clone()));
+        }
+        if let Some(n) = self.lost_intervals() {
+            meta.push(("lost_intervals", n.to_string()));
         }
         if let Some((started, dropped)) = self.iterations() {
             meta.push(("iterations_started", started.to_string()));
@@ -173,6 +187,10 @@ impl fmt::Display for Summary {
             if t.cpu_suspect {
                 write!(f, " · CPU up to {:.0} %: latencies suspect", t.cpu_max)?;
             }
+            if let Some((received, sent)) = t.intervals {
+                let sent = sent.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                write!(f, " · intervals sent {sent}, received {received}")?;
+            }
             writeln!(f)?;
         }
         write!(f, "rejected: {}", self.rejected_total())?;
@@ -186,6 +204,9 @@ impl fmt::Display for Summary {
         match self.lost() {
             Some(n) => writeln!(f, "lost: {n}")?,
             None => writeln!(f, "lost: unknown (a turret did not report its count)")?,
+        }
+        if let Some(n) = self.lost_intervals() {
+            writeln!(f, "lost intervals: {n}")?;
         }
         write!(f, "results: {}", self.database.display())
     }

@@ -18,6 +18,11 @@ pub struct Announce {
     pub heartbeat_ms: Option<u64>,
     /// How long a running turret goes on without a word from its HQ, in milliseconds.
     pub hq_timeout_ms: Option<u64>,
+    /// Extension [`crate::EXT_AGGREGATE`]: the interval turrets aggregate over, in seconds
+    /// (announced only when config.json asks for aggregates).
+    pub aggregate_secs: Option<u64>,
+    /// With `aggregate_secs`: send every raw result too (`"results": "both"`).
+    pub aggregate_raw: bool,
 }
 
 impl Announce {
@@ -35,6 +40,8 @@ impl Announce {
             session: None,
             heartbeat_ms: None,
             hq_timeout_ms: None,
+            aggregate_secs: None,
+            aggregate_raw: false,
         }
     }
 
@@ -45,6 +52,19 @@ impl Announce {
             heartbeat_ms: Some(heartbeat_ms),
             hq_timeout_ms: Some(hq_timeout_ms),
             ..Announce::ours()
+        }
+    }
+
+    /// This announcement asking turrets to aggregate over `secs` (and to send raw results too
+    /// with `raw`).
+    pub fn aggregating(self, secs: u64, raw: bool) -> Self {
+        let mut extensions = self.extensions;
+        extensions.push(crate::EXT_AGGREGATE.to_owned());
+        Announce {
+            extensions,
+            aggregate_secs: Some(secs.max(1)),
+            aggregate_raw: raw,
+            ..self
         }
     }
 
@@ -134,10 +154,14 @@ impl Command {
                 for (key, value) in [
                     ("heartbeat_ms", a.heartbeat_ms),
                     ("hq_timeout_ms", a.hq_timeout_ms),
+                    ("aggregate_secs", a.aggregate_secs),
                 ] {
                     if let Some(v) = value {
                         out.push_str(&format!(",\"{key}\":{v}"));
                     }
+                }
+                if a.aggregate_raw {
+                    out.push_str(",\"aggregate_raw\":true");
                 }
                 out.push('}');
                 out
@@ -266,6 +290,8 @@ fn announce_from(json: &str) -> Option<Announce> {
             .map(str::to_owned),
         heartbeat_ms: ms("heartbeat_ms"),
         hq_timeout_ms: ms("hq_timeout_ms"),
+        aggregate_secs: ms("aggregate_secs").filter(|s| *s > 0),
+        aggregate_raw: msg.get("aggregate_raw").and_then(Value::as_bool) == Some(true),
     })
 }
 

@@ -29,9 +29,14 @@
 //! `data` owns the test data (feeders) a turret entry states and the CSV files they name, read
 //! the same by the HQ (which checks them) and the turret (which serves them to canons).
 //!
+//! `aggregate` owns extension `aggregate`: one [`Aggregate`] per turret and interval (HDR
+//! histogram deltas in V2 serialization, exact moments, per-second counts, errors by message)
+//! and the [`Aggregator`] that folds a turret's results into them.
+//!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
+pub mod aggregate;
 pub mod arrival;
 mod command;
 pub mod data;
@@ -41,6 +46,7 @@ mod pyjson;
 mod seal;
 mod shape;
 
+pub use aggregate::{Aggregate, Aggregator};
 pub use arrival::{Arrival, Schedule};
 pub use command::{Announce, Command, CommandFrame, LoadTargets};
 pub use message::{
@@ -87,3 +93,8 @@ pub const BATCH_MAX: usize = 256;
 
 /// The turret name the HQ stores when a result has none (what oct-turrets 0.2.8 sends).
 pub const NONAME: &str = "Noname";
+
+/// Extension: with `"results": "aggregate"` in config.json the HQ announces it with
+/// `aggregate_secs`; turrets then send one [`Aggregate`] per interval instead of one result per
+/// transaction (and both with `aggregate_raw`, `"results": "both"`).
+pub const EXT_AGGREGATE: &str = "aggregate";

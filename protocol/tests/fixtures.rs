@@ -86,6 +86,7 @@ fn every_captured_status_and_result_decodes_and_statuses_reencode_identically() 
                 results += 1;
             }
             Message::Heartbeat(h) => panic!("OCT sends no heartbeats: {h:?}"),
+            Message::Aggregate(a) => panic!("OCT sends no aggregates: {a:?}"),
         }
     }
     assert!(

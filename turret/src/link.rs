@@ -92,6 +92,14 @@ impl Link {
         self.announced.as_ref().is_some_and(|a| a.has(extension))
     }
 
+    /// Extension `aggregate`: the interval to aggregate over, and whether raw results go too.
+    pub fn aggregate(&self) -> Option<(u64, bool)> {
+        let a = self.announced.as_ref()?;
+        let secs = a.aggregate_secs?;
+        a.has(protocol::EXT_AGGREGATE)
+            .then_some((secs, a.aggregate_raw))
+    }
+
     /// Whether there is an HQ session (announced, or sealed): counts belong to it.
     pub fn has_session(&self) -> bool {
         self.session.is_some()

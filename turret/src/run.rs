@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Command, Heartbeat, LoadTargets, Message, Status, TestResult, TurretState, BATCH_MAX,
-    EXT_BATCH, EXT_CHECKS, EXT_LOAD, EXT_SEQ,
+    Aggregator, Command, Heartbeat, LoadTargets, Message, Status, TestResult, TurretState,
+    BATCH_MAX, EXT_BATCH, EXT_CHECKS, EXT_LOAD, EXT_SEQ,
 };
 use serde_json::Value;
 
@@ -38,6 +38,9 @@ const EVENTS_PER_PASS: usize = 16_384;
 const BATCH_BYTES: usize = 512 << 10;
 /// Longer error messages are cut to this (the HQ refuses frames over `MAX_FRAME_BYTES`).
 const MAX_ERROR_BYTES: usize = 64 << 10;
+/// An interval's aggregate is sent this long after the interval ended, so that a result
+/// handed over by its canon a little late still finds it open.
+const AGGREGATE_GRACE_SECS: f64 = 0.25;
 
 struct Test {
     /// A `stop` feeder ran out.
@@ -83,6 +86,12 @@ struct Turret {
     load_generation: u64,
     /// Iterations the last open-model test started and dropped (its `ready` says them).
     arrivals: Option<(u64, u64)>,
+    /// Extension `aggregate`: this HQ session's intervals (their numbering goes on across
+    /// tests, as `sent` does).
+    aggregator: Option<Aggregator>,
+    /// Extension `aggregate`, as announced when the last test started: the interval, and
+    /// whether raw results go too.
+    aggregate: Option<(u64, bool)>,
 }
 
 /// Runs a turret until `kill`.
@@ -118,6 +127,8 @@ pub fn run(config: Config) -> Result<(), TurretError> {
         frame: Vec::new(),
         load_generation: 0,
         arrivals: None,
+        aggregator: None,
+        aggregate: None,
     };
     // Load the script once now, so a broken script is reported before any test.
     if let Err(e) = turret.engine.check() {
@@ -175,6 +186,11 @@ impl Turret {
             done: (ext && self.state == TurretState::Ready && self.done).then_some(true),
             iterations_started: None,
             iterations_dropped: None,
+            intervals_sent: self
+                .aggregator
+                .as_ref()
+                .filter(|_| self.state == TurretState::Ready)
+                .map(Aggregator::intervals_sent),
         };
         let status = match self.arrivals {
             Some((started, dropped))
@@ -230,6 +246,7 @@ impl Turret {
         }
         self.sent = 0;
         self.load_generation = 0;
+        self.aggregator = None;
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), TurretError> {
@@ -321,6 +338,14 @@ impl Turret {
         // counting); an OCT HQ has none, so each of its tests counts alone.
         if !self.link.has_session() {
             self.sent = 0;
+            self.aggregator = None;
+        }
+        self.aggregate = self.link.aggregate();
+        if let Some((secs, _)) = self.aggregate {
+            if self.aggregator.as_ref().is_none_or(|a| a.secs() != secs) {
+                let (name, uuid) = (&self.config.name, self.link.uuid());
+                self.aggregator = Some(Aggregator::new(secs, name, uuid));
+            }
         }
         self.abort_message = None;
         self.done = false;
@@ -337,6 +362,8 @@ impl Turret {
         });
         self.follow_shape();
         self.state = TurretState::Running;
+        // A heartbeat at once: the HQ learns the test's canons (and rate) now, not a second on.
+        self.next_heartbeat = Instant::now();
         self.send_status()
     }
 
@@ -399,6 +426,7 @@ impl Turret {
             });
             // Every canon has sent its last event: forward them all before `ready`.
             self.forward_events(usize::MAX)?;
+            self.send_aggregates(true)?;
             if self.state == TurretState::Running {
                 self.state = TurretState::Ready;
             }
@@ -465,6 +493,7 @@ impl Turret {
                 .filter(|t| t.pacer.is_none())
                 .map(|t| t.target.load(Ordering::Relaxed).min(self.config.cannons)),
             cpu: self.cpu.sample(),
+            intervals_sent: self.aggregator.as_ref().map(Aggregator::intervals_sent),
             ..Default::default()
         };
         let beat = if self.link.ext(EXT_LOAD) {
@@ -492,6 +521,7 @@ impl Turret {
         let batch = self.link.ext(EXT_BATCH);
         let lag = self.link.ext(EXT_LOAD);
         let checks = self.link.ext(EXT_CHECKS);
+        let aggregate = self.aggregate;
         let mut pending: Vec<TestResult> = Vec::new();
         let mut pending_bytes = 0;
         let mut n = 0;
@@ -502,7 +532,6 @@ impl Turret {
             n += 1;
             match event {
                 Event::Result(mut r) => {
-                    self.sent += 1;
                     if r.error.len() > MAX_ERROR_BYTES {
                         let mut cut = MAX_ERROR_BYTES;
                         while !r.error.is_char_boundary(cut) {
@@ -518,6 +547,13 @@ impl Turret {
                         r.checks.clear();
                         r.counters.clear();
                     }
+                    if let (Some((_, raw)), Some(agg)) = (aggregate, &mut self.aggregator) {
+                        agg.add(&r);
+                        if !raw {
+                            continue;
+                        }
+                    }
+                    self.sent += 1;
                     if seq {
                         r.seq = Some(self.sent);
                         r.turret_uuid = Some(self.link.uuid().to_owned());
@@ -548,7 +584,34 @@ impl Turret {
                 }
             }
         }
-        self.send_batch(&mut pending)
+        self.send_batch(&mut pending)?;
+        self.send_aggregates(false)
+    }
+
+    /// Extension `aggregate`: sends the intervals that have ended (every one with `all`, at the
+    /// end of a test). In aggregate-only mode `sent` counts the transactions they hold.
+    fn send_aggregates(&mut self, all: bool) -> Result<(), TurretError> {
+        let Some(agg) = &mut self.aggregator else {
+            return Ok(());
+        };
+        if agg.is_empty() {
+            return Ok(());
+        }
+        let ready = if all {
+            agg.drain()
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            agg.due(now, AGGREGATE_GRACE_SECS)
+        };
+        if self.aggregate.is_some_and(|(_, raw)| !raw) {
+            self.sent = agg.results_sent();
+        }
+        for a in ready {
+            self.link.send(&a.encode())?;
+        }
+        Ok(())
     }
 
     /// Sends `results` as one frame (extension `batch`), and empties it.

@@ -89,6 +89,37 @@ impl Live {
         }
     }
 
+    /// One turret's interval (extension `aggregate`); `hists` are its series' histograms.
+    pub fn add_aggregate(
+        &mut self,
+        a: &protocol::Aggregate,
+        hists: &[hdrhistogram::Histogram<u64>],
+    ) {
+        use protocol::aggregate::Kind;
+        for (d, h) in a.series.iter().zip(hists) {
+            let delta = crate::stats::Delta::of(a.start, d, h);
+            match d.kind {
+                Kind::Transaction => self.all.add_delta(&delta),
+                Kind::Timer => match self.timers.iter_mut().find(|s| s.name == d.name) {
+                    Some(s) => s.add_delta(&delta),
+                    None if self.every_timer => {
+                        let mut s = Series::new(&d.name, 1);
+                        s.add_delta(&delta);
+                        self.timers.push(s);
+                    }
+                    None => {}
+                },
+                Kind::Corrected => {}
+            }
+        }
+        self.errors += a.failed();
+        for (_, passed, failed) in &a.checks {
+            let c = self.checks.get_or_insert((0, 0));
+            c.0 += passed;
+            c.1 += failed;
+        }
+    }
+
     /// Once per interval: the first aborting threshold that has failed, its delay past.
     pub fn check(&mut self, elapsed_secs: f64, dropped: Option<u64>) -> Option<Outcome> {
         let now = Instant::now();

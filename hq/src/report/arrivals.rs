@@ -9,6 +9,9 @@ use std::path::Path;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
+use protocol::aggregate::Kind;
+
+use super::aggregates::Source;
 use super::{rows, table_exists, ReportError};
 use crate::stats::Series;
 
@@ -140,14 +143,22 @@ pub(super) fn corrected(
     conn: &Connection,
     db: &Path,
     interval: u64,
+    source: Source,
 ) -> Result<Option<Series>, ReportError> {
-    if !table_exists(conn, "oct_lag") {
-        return Ok(None);
-    }
     let mut series = Series::new(
         "All transactions, from when they were due (corrected for coordinated omission)",
         interval,
     );
+    let (raw, aggregates) = source.tables(conn);
+    if aggregates {
+        super::aggregates::each(conn, Some(Kind::Corrected), &mut |row| {
+            series.add_delta(&row.delta())
+        })
+        .map_err(|e| super::db_error(db, e))?;
+    }
+    if !raw || !table_exists(conn, "oct_lag") {
+        return Ok((series.count() > 0).then_some(series));
+    }
     let mut stmt = conn
         .prepare("SELECT r.scriptrun_time + l.lag, r.epoch FROM oct_lag l JOIN result r ON r.id = l.result_id ORDER BY r.id")
         .map_err(|e| super::db_error(db, e))?;

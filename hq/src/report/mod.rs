@@ -2,6 +2,7 @@
 //! graphs again as SVG files beside it, and `summary.json` for machines. Computed in one
 //! streaming pass over results.sqlite (ours or OCT's) with bounded memory.
 
+pub mod aggregates;
 mod arrivals;
 mod chaos;
 pub(crate) mod checks;
@@ -54,6 +55,8 @@ pub struct ReportInput<'a> {
     pub progress: bool,
     /// Evaluated on the run; their outcomes go into summary.json and the page.
     pub thresholds: &'a Thresholds,
+    /// OCT's rows, the turrets' aggregates, or both (`oct report --from`).
+    pub source: aggregates::Source,
 }
 
 /// What was written.
@@ -390,7 +393,8 @@ fn render_with(
 ) -> Result<ReportOutput, ReportError> {
     let db = input.database;
     let interval = input.interval_secs.max(1);
-    let mut scan = Scan::run(&conn, interval, input.progress).map_err(|e| db_error(db, e))?;
+    let mut scan = Scan::run_from(&conn, interval, input.progress, input.source)
+        .map_err(|e| db_error(db, e))?;
     let (start_epoch, finish_epoch) = window(&conn, &scan);
     let origin = start_epoch.unwrap_or(0.0).floor();
 
@@ -400,7 +404,7 @@ fn render_with(
         let (v, s) = series_view(0, &mut scan.all, interval, origin);
         series.push(v);
         summaries.push(("All transactions".to_owned(), s));
-        if let Some(mut c) = arrivals::corrected(&conn, db, interval)? {
+        if let Some(mut c) = arrivals::corrected(&conn, db, interval, input.source)? {
             let name = c.name.clone();
             let (v, s) = series_view(scan.timers.len() + 1, &mut c, interval, origin);
             series.push(v);
@@ -480,11 +484,15 @@ fn render_with(
     };
     let rejected_count: Option<u64> = ours.then(|| rejected.iter().map(|r| r.count).sum());
     let lost: Option<u64> = meta(&conn, "lost").and_then(|v| v.parse().ok());
-    let lost_text = match (ours, lost) {
+    let lost_intervals: Option<u64> = meta(&conn, "lost_intervals").and_then(|v| v.parse().ok());
+    let mut lost_text = match (ours, lost) {
         (false, _) => "unknown (database written by OCT)".to_owned(),
         (true, Some(n)) => n.to_string(),
         (true, None) => "unknown (a turret did not report its count)".to_owned(),
     };
+    if let Some(n) = lost_intervals {
+        lost_text.push_str(&format!(" ({n} aggregated interval(s) never received)"));
+    }
 
     let transactions = scan.all.count();
     let run_secs = duration(start_epoch, finish_epoch);
@@ -580,6 +588,8 @@ fn render_with(
         "errors": scan.errors,
         "rejected": rejected_count,
         "lost": lost,
+        "results": meta(&conn, "results").unwrap_or_else(|| "raw".into()),
+        "lost_intervals": lost_intervals,
         "turrets": page.turrets.iter().map(|t| t.json.clone()).collect::<Vec<_>>(),
         "canons": canons,
         "dropped_iterations": dropped_iterations,

@@ -9,6 +9,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
+use protocol::aggregate::Kind;
+
+use super::aggregates::{self, Source};
 use crate::stats::{Moments, Series};
 
 /// Distinct error messages tracked at most; the rest are counted together.
@@ -119,7 +122,19 @@ impl<'de> serde::Deserialize<'de> for Lenient {
 }
 
 impl Scan {
+    /// Every transaction of the database: OCT's rows and the turrets' aggregates
+    /// ([`Source::Auto`]).
     pub fn run(conn: &Connection, interval: u64, progress: bool) -> rusqlite::Result<Scan> {
+        Scan::run_from(conn, interval, progress, Source::Auto)
+    }
+
+    pub fn run_from(
+        conn: &Connection,
+        interval: u64,
+        progress: bool,
+        source: Source,
+    ) -> rusqlite::Result<Scan> {
+        let (raw, aggregates) = source.tables(conn);
         let mut all = Series::new("All transactions", interval);
         let mut timers: Vec<Series> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -127,9 +142,11 @@ impl Scan {
         let mut error_messages: HashMap<String, ErrorStat> = HashMap::new();
         let mut other_errors = 0u64;
         let (mut errors, mut first, mut last) = (0u64, f64::INFINITY, f64::NEG_INFINITY);
-        let mut stmt = conn.prepare(
-            "SELECT scriptrun_time, epoch, error, custom_timers, turret_name FROM result",
-        )?;
+        let mut stmt = conn.prepare(if raw {
+            "SELECT scriptrun_time, epoch, error, custom_timers, turret_name FROM result"
+        } else {
+            "SELECT scriptrun_time, epoch, error, custom_timers, turret_name FROM result LIMIT 0"
+        })?;
         let mut rows = stmt.query([])?;
         let tty = progress && std::io::stderr().is_terminal();
         let started = Instant::now();
@@ -209,6 +226,47 @@ impl Scan {
         }
         if tty && n >= 65_536 {
             eprintln!("\roct: report: {n} rows scanned");
+        }
+        if aggregates {
+            aggregates::each(conn, None, &mut |row| match row.kind {
+                Kind::Transaction => {
+                    all.add_delta(&row.delta());
+                    errors += row.errors;
+                    first = first.min(row.first);
+                    last = last.max(row.last);
+                    let entry = turrets.entry(row.turret.clone()).or_default();
+                    entry.0.merge(&row.moments);
+                    entry.1 += row.errors;
+                }
+                Kind::Timer => {
+                    let i = *index.entry(row.name.clone()).or_insert_with(|| {
+                        timers.push(Series::new(&row.name, interval));
+                        timers.len() - 1
+                    });
+                    timers[i].add_delta(&row.delta());
+                }
+                // The open model's corrected latencies are the arrivals' (report::arrivals).
+                Kind::Corrected => {}
+            })?;
+            aggregates::each_error(conn, &mut |message, count, first, last| {
+                if message.is_empty() {
+                    other_errors += count;
+                    return;
+                }
+                let room = error_messages.len() < MAX_ERROR_MESSAGES;
+                match error_messages.get_mut(message) {
+                    Some(stat) => {
+                        stat.count += count;
+                        stat.first = stat.first.min(first);
+                        stat.last = stat.last.max(last);
+                    }
+                    None if room => {
+                        let stat = ErrorStat { count, first, last };
+                        error_messages.insert(message.to_owned(), stat);
+                    }
+                    None => other_errors += count,
+                }
+            })?;
         }
         Ok(Scan {
             turrets,

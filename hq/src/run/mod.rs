@@ -13,7 +13,7 @@ use protocol::{
     Announce, Command, DecodeError, Message, Opener, Sealer, Session, TestResult, TurretState,
 };
 
-use crate::config::Config;
+use crate::config::{Config, ResultsMode};
 use crate::console::Console;
 use crate::liveness::Timings;
 use crate::local::LocalTurrets;
@@ -22,6 +22,7 @@ use crate::summary::{Rejected, Summary};
 use crate::transport::is_loopback;
 use turrets::Turret;
 
+mod aggregate;
 mod finish;
 mod load;
 mod turrets;
@@ -241,11 +242,17 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         last_tick: Instant::now(),
         topic: opts.publisher_channel.as_bytes().to_vec(),
         local,
-        announce: Announce::with_session(
-            &session.to_hex(),
-            c.heartbeat_interval.as_millis() as u64,
-            c.hq_timeout.as_millis() as u64,
-        ),
+        announce: {
+            let a = Announce::with_session(
+                &session.to_hex(),
+                c.heartbeat_interval.as_millis() as u64,
+                c.hq_timeout.as_millis() as u64,
+            );
+            match c.results {
+                ResultsMode::Raw => a,
+                mode => a.aggregating(c.results_ts_interval_secs, mode == ResultsMode::Both),
+            }
+        },
         timings: Timings {
             heartbeat: c.heartbeat_interval,
             turret_timeout: c.turret_timeout,
@@ -271,6 +278,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary, RunError> {
         "publisher_channel".into(),
         opts.publisher_channel.clone(),
     ))?;
+    hq.writer
+        .send(Op::Meta("results".into(), c.results.as_str().into()))?;
     let result = hq.lifecycle();
     hq.finish(result)
 }
@@ -482,6 +491,11 @@ impl Hq<'_> {
     }
 
     fn send_start(&self) -> Result<(), RunError> {
+        // The announcement right before `start`, on the same connections: a turret whose SUB
+        // socket gets the start has heard which extensions this test speaks (whether it
+        // aggregates, above all), even if it joined after the last status_request.
+        self.sockets
+            .broadcast(&Command::StatusRequest(Some(self.announce.clone())))?;
         self.sockets
             .broadcast(&Command::SetTransactionContext(self.context()))?;
         self.sockets.broadcast(&Command::Start)?;
@@ -650,6 +664,10 @@ impl Hq<'_> {
                     self.sockets.republish(&self.topic, raw);
                 }
             }
+            Ok(Message::Aggregate(_)) if self.phase == Phase::Waiting => {
+                self.reject(raw, DecodeError::BeforeStart)
+            }
+            Ok(Message::Aggregate(a)) => self.on_aggregate(*a)?,
             Ok(Message::Status(s)) => self.on_status(s)?,
             Ok(Message::Heartbeat(h)) => self.on_heartbeat(h),
             Err(e) => self.reject(raw, e),

@@ -26,6 +26,10 @@ pub(super) struct Turret {
     pub(super) follows_load: bool,
     /// Open model: its schedule at its last heartbeat.
     pub(super) arrivals: Option<store::Arrivals>,
+    /// Extension `aggregate`: the aggregates received from it, and the most it said it sent
+    /// (its heartbeats and its final `ready`).
+    pub(super) intervals_received: u64,
+    pub(super) intervals_sent: Option<u64>,
 }
 
 /// Which turret a message is from, without a scan of them all per result: by uuid, and by name
@@ -122,6 +126,8 @@ impl Hq<'_> {
         }
         let uuid = self.turrets[i].status.uuid.clone();
         if matches!(command, Command::Start) {
+            let announce = Command::StatusRequest(Some(self.announce.clone()));
+            self.sockets.send_on(&uuid, &announce)?;
             self.sockets
                 .send_on(&uuid, &Command::SetTransactionContext(self.context()))?;
         }
@@ -151,6 +157,9 @@ impl Hq<'_> {
             self.liveness_changed(i, change.to, change.silent_secs);
         }
         self.turrets[i].cannons_target = h.cannons_target;
+        if h.intervals_sent.is_some() {
+            self.turrets[i].intervals_sent = self.turrets[i].intervals_sent.max(h.intervals_sent);
+        }
         self.turrets[i].follows_load = h.load_generation.is_some();
         let arrivals = match (h.arrival_rate, h.iterations_started, h.iterations_dropped) {
             (Some(rate), Some(started), Some(dropped)) => Some(store::Arrivals {
@@ -213,6 +222,8 @@ impl Hq<'_> {
                     cannons_target: None,
                     follows_load: false,
                     arrivals: None,
+                    intervals_received: 0,
+                    intervals_sent: None,
                 });
                 let i = self.turrets.len() - 1;
                 self.index.add(i, &s.uuid, &s.turret);
@@ -266,6 +277,9 @@ impl Hq<'_> {
         }
         // A later status without the count (a status_request answer) keeps the one reported.
         let sent = s.results_sent.or(t.status.results_sent);
+        if s.intervals_sent.is_some() {
+            t.intervals_sent = t.intervals_sent.max(s.intervals_sent);
+        }
         let started = s.iterations_started.or(t.status.iterations_started);
         let dropped = s.iterations_dropped.or(t.status.iterations_dropped);
         t.status = s;

@@ -70,6 +70,35 @@ impl WebSide {
     }
 }
 
+impl WebSide {
+    /// One turret's interval (extension `aggregate`); `hists` are its series' histograms.
+    pub(super) fn add_aggregate(
+        &mut self,
+        a: &protocol::Aggregate,
+        hists: &[hdrhistogram::Histogram<u64>],
+    ) {
+        if let Some(w) = &mut self.watch {
+            w.add_aggregate(a, hists);
+        }
+        self.metrics.add_aggregate(a, hists);
+        if let Some(h) = a
+            .series
+            .iter()
+            .zip(hists)
+            .find(|(d, _)| d.kind == protocol::aggregate::Kind::Transaction)
+        {
+            self.window.add_hist(h.1, a.failed());
+        }
+        for e in &a.errors {
+            if let Some(n) = self.errors.get_mut(&e.message) {
+                *n += e.count;
+            } else if self.errors.len() < KEEP_ERRORS {
+                self.errors.insert(e.message.clone(), e.count);
+            }
+        }
+    }
+}
+
 impl Hq<'_> {
     /// The page's controls and, once a second, the state it shows. Cheap when there is
     /// nothing to do: called on every pass of the HQ's loops.

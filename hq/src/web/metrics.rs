@@ -6,6 +6,10 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
+use protocol::aggregate::{Kind, SeriesDelta};
+use protocol::Aggregate;
+
 /// Latency bucket bounds, in seconds (Prometheus' defaults, widened to a minute).
 pub const BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -27,6 +31,19 @@ impl Series {
         self.sum += secs;
         let i = BUCKETS.partition_point(|&b| b < secs);
         self.buckets[i] += 1;
+    }
+
+    /// An aggregate's series: its count, its sum (count × mean) and its histogram
+    /// (nanoseconds) into the buckets.
+    fn add_delta(&mut self, d: &SeriesDelta, hist: &Histogram<u64>, errors: u64) {
+        self.count += d.count;
+        self.errors += errors;
+        self.sum += d.mean * d.count as f64;
+        for v in hist.iter_recorded() {
+            let secs = v.value_iterated_to() as f64 / 1e9;
+            let i = BUCKETS.partition_point(|&b| b < secs);
+            self.buckets[i] += v.count_at_value();
+        }
     }
 }
 
@@ -55,6 +72,21 @@ impl Metrics {
                     s.add(*t, false);
                     self.timers.insert(name.clone(), s);
                 }
+            }
+        }
+    }
+
+    /// One turret's interval (extension `aggregate`); `hists` are its series' histograms.
+    pub fn add_aggregate(&mut self, a: &Aggregate, hists: &[Histogram<u64>]) {
+        for (d, h) in a.series.iter().zip(hists) {
+            match d.kind {
+                Kind::Transaction => self.all.add_delta(d, h, a.failed()),
+                Kind::Timer => self
+                    .timers
+                    .entry(d.name.clone())
+                    .or_default()
+                    .add_delta(d, h, 0),
+                Kind::Corrected => {}
             }
         }
     }
@@ -202,6 +234,16 @@ impl Window {
         self.errors += u64::from(error);
         let us = (secs * 1e6).round().clamp(1.0, 3_600_000_000.0) as u64;
         let _ = self.latencies.record(us);
+    }
+
+    /// The transactions of an aggregate's series: `hist` counts nanoseconds.
+    pub fn add_hist(&mut self, hist: &Histogram<u64>, errors: u64) {
+        for v in hist.iter_recorded() {
+            let us = (v.value_iterated_to() / 1000).clamp(1, 3_600_000_000);
+            let _ = self.latencies.record_n(us, v.count_at_value());
+            self.count += v.count_at_value();
+        }
+        self.errors += errors;
     }
 
     /// The interval's figures over `secs` seconds; starts the next interval.

@@ -82,6 +82,9 @@ pub struct Status {
     pub iterations_started: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations_dropped: Option<u64>,
+    /// Extension ([`crate::EXT_AGGREGATE`]): aggregates sent in this HQ session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals_sent: Option<u64>,
 }
 
 /// One transaction's result.
@@ -194,6 +197,9 @@ pub struct Heartbeat {
     pub iterations_started: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations_dropped: Option<u64>,
+    /// Extension ([`crate::EXT_AGGREGATE`]): aggregates sent in this HQ session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals_sent: Option<u64>,
 }
 
 /// Anything a turret pushes to the HQ.
@@ -202,6 +208,8 @@ pub enum Message {
     Status(Status),
     Result(TestResult),
     Heartbeat(Heartbeat),
+    /// Extension ([`crate::EXT_AGGREGATE`]): one interval of a turret's transactions.
+    Aggregate(Box<crate::Aggregate>),
 }
 
 impl Message {
@@ -211,6 +219,7 @@ impl Message {
             Message::Status(s) => pyjson::to_vec(s),
             Message::Result(r) => pyjson::to_vec(r),
             Message::Heartbeat(h) => pyjson::to_vec(h),
+            Message::Aggregate(a) => a.encode(),
         }
     }
 
@@ -228,10 +237,19 @@ impl Message {
     }
 
     /// Decodes one frame, classifying it by its keys: `uuid` and `status` make a status,
-    /// `scriptrun_time` makes a result, `heartbeat` and `uuid` make a heartbeat.
+    /// `scriptrun_time` makes a result, `heartbeat` and `uuid` make a heartbeat, `aggregate` and
+    /// `turret_uuid` an aggregate (never inside a batch).
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
         let value: Light = serde_json::from_str(text).map_err(json_error)?;
+        // An aggregate is nested deeper than the flat messages: read it whole, typed.
+        if let Light::Object(fields) = &value {
+            if Fields(fields).get("aggregate").is_some()
+                && Fields(fields).get("turret_uuid").is_some()
+            {
+                return crate::Aggregate::decode(text).map(|a| Message::Aggregate(Box::new(a)));
+            }
+        }
         Message::classify(value)
     }
 
@@ -301,6 +319,7 @@ const STATUS_KEYS: &[&str] = &[
     "done",
     "iterations_started",
     "iterations_dropped",
+    "intervals_sent",
 ];
 const RESULT_KEYS: &[&str] = &[
     "elapsed",
@@ -328,6 +347,7 @@ const HEARTBEAT_KEYS: &[&str] = &[
     "arrival_rate",
     "iterations_started",
     "iterations_dropped",
+    "intervals_sent",
 ];
 
 struct Fields<'a, 'b>(&'b [(Cow<'a, str>, Light<'a>)]);
@@ -415,6 +435,7 @@ impl<'a> Fields<'a, '_> {
             },
             iterations_started: self.opt_int("iterations_started")?,
             iterations_dropped: self.opt_int("iterations_dropped")?,
+            intervals_sent: self.opt_int("intervals_sent")?,
         })
     }
 
@@ -432,6 +453,7 @@ impl<'a> Fields<'a, '_> {
             arrival_rate: self.opt_num("arrival_rate")?,
             iterations_started: self.opt_int("iterations_started")?,
             iterations_dropped: self.opt_int("iterations_dropped")?,
+            intervals_sent: self.opt_int("intervals_sent")?,
         })
     }
 

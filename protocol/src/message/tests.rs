@@ -13,6 +13,7 @@ fn status() -> Status {
         done: None,
         iterations_started: None,
         iterations_dropped: None,
+        intervals_sent: None,
     }
 }
 
