@@ -318,8 +318,9 @@ fn an_aggregate_run_feeds_the_report_the_gate_checks_counters_and_metrics() {
         csv.to_str().unwrap(),
     ]))
     .wait_exit(T);
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(2), "{text}");
     assert!(text.contains("holds aggregates"), "{text}");
+    assert!(!csv.exists());
 }
 
 #[test]

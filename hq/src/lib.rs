@@ -14,7 +14,8 @@
 //! that sees both sockets and the store, and it never blocks on disk: results go to the store's
 //! writer thread in batches. In secure mode it opens every frame (protocol's `Opener`) before
 //! decoding it. Its `run::turrets` part owns what each turret's statuses and heartbeats change
-//! and the commands sent to one turret alone (re-admission, a missed stop).
+//! and the commands sent to one turret alone (re-admission, a missed stop); its `run::aggregate`
+//! part what a turret's interval (extension `aggregate`) changes.
 //!
 //! `load` owns a global shape (`load` at the top level): how it splits across turrets by
 //! `weight`, and what each turret's packed config gets for it; `run::load` sends each
@@ -34,7 +35,8 @@
 //!
 //! `stats` owns the streaming statistics of a series (exact moments, percentiles, intervals);
 //! `report` owns results.html, its SVG graphs (`report::svg`: plotters' SVG backend, text laid
-//! out with an embedded font) and summary.json, computed in one pass over any results.sqlite (ours or OCT's);
+//! out with an embedded font) and summary.json, computed in one pass over any results.sqlite (ours or OCT's:
+//! OCT's rows and, through `report::aggregates`, the turrets' aggregates in `oct_agg`);
 //! `csv` owns OCT's CSV export.
 //!
 //! `gate` owns the pass/fail gate: config.json's `thresholds` (`gate::expr` parses one),
