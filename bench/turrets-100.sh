@@ -3,10 +3,13 @@
 # machine for SECS seconds (not a test): every transaction a GET of a local nginx and a PACE
 # second sleep, every result stored (raw). Samples the HQ's CPU (from /proc, user + system,
 # percent of one core) and RSS once a second; prints results stored per second and lost.
-# Env: TURRETS (100), CANONS (2), SECS (60), PACE (0.01). Needs: apt-get install nginx.
+# RESULTS=aggregate runs the test with "results": "aggregate" (one HDR histogram delta per turret
+# and second instead of a row per transaction) and counts the transactions the aggregates hold.
+# Env: TURRETS (100), CANONS (2), SECS (60), PACE (0.01), RESULTS (raw). Needs: apt-get install nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TURRETS=${TURRETS:-100}; CANONS=${CANONS:-2}; SECS=${SECS:-60}; PACE=${PACE:-0.01}
+RESULTS=${RESULTS:-raw}
 command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)" >&2; exit 2; }
 cargo build --release --quiet
 OCT=$PWD/target/release/oct
@@ -27,7 +30,7 @@ LUA
 cat >"$proj/config.json" <<JSON
 {"run_time": $SECS, "results_ts_interval": 1, "testing": false, "progress_bar": false,
  "min_turrets": $TURRETS, "publish_port": $pub, "rc_port": $rc, "external_publisher": 0,
- "bind_address": "127.0.0.1", "drain_timeout": 60,
+ "bind_address": "127.0.0.1", "drain_timeout": 60, "results": "$RESULTS",
  "turrets": [{"name": "t", "cannons": $CANONS, "rampup": 0, "script": "test_scripts/get.lua"}]}
 JSON
 "$OCT" run "$proj" -o "$work/out" --no-results >"$work/hq.log" 2>&1 &
@@ -75,6 +78,11 @@ python3 - "$work/out/results.sqlite" "$SECS" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 n, turrets = db.execute("SELECT count(*), count(DISTINCT turret_name) FROM result").fetchone()
+an, aturrets, rows = db.execute("SELECT coalesce(sum(count), 0), count(DISTINCT turret_name), count(*) FROM oct_agg WHERE kind = 'transaction'").fetchone()
 lost = db.execute("SELECT value FROM oct_run WHERE key = 'lost'").fetchone()
-print(f"{n} results stored from {turrets} turrets: {n/float(sys.argv[2]):.0f} results/s; lost {lost[0] if lost else 'unknown'}")
+li = db.execute("SELECT value FROM oct_run WHERE key = 'lost_intervals'").fetchone()
+if rows:
+    print(f"{an} transactions in {rows} aggregates from {aturrets} turrets: {an/float(sys.argv[2]):.0f} transactions/s; lost {lost[0] if lost else 'unknown'}, lost intervals {li[0] if li else 'unknown'}")
+else:
+    print(f"{n} results stored from {turrets} turrets: {n/float(sys.argv[2]):.0f} results/s; lost {lost[0] if lost else 'unknown'}")
 PY
