@@ -387,3 +387,32 @@ fn an_interval_never_received_is_counted_as_lost_with_its_transactions() {
         ["1"]
     );
 }
+
+#[test]
+fn abort_on_fail_judges_the_aggregates_while_the_test_runs() {
+    let target = HttpServer::start();
+    let p = project(
+        "aggregate",
+        60.0,
+        &target,
+        json!({"_run": [{"threshold": "p(95) < 1ms", "abort_on_fail": true, "delay": 1}]}),
+    );
+    let mut hq = Proc::spawn(oct_run(
+        p.path(),
+        &p.results_dir(),
+        &["--local", "--no-results"],
+    ));
+    hq.wait_line(T, |l| l.contains("started 2 turret(s)"));
+    let started = std::time::Instant::now();
+    let line = hq.wait_line(T, |l| l.contains("aborts the test"));
+    // Its delay, the first interval's aggregate (1 s and 0.25 s of grace), one more interval.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "aborted after {:?}: {line}",
+        started.elapsed()
+    );
+    assert!(line.contains("threshold `p(95) < 1ms` on All transactions failed"), "{line}");
+    let (status, out) = hq.wait_exit(T);
+    assert_eq!(status.code(), Some(99), "{out}");
+    assert!(out.contains("lost: 0") && out.contains("lost intervals: 0"), "{out}");
+}
