@@ -124,7 +124,11 @@ fn aggregate_of(name: &str, rate: usize) -> protocol::Aggregate {
             elapsed: 0.0,
             epoch: 1795305491.0 + i as f64 / rate as f64,
             scriptrun_time: 0.0109171009 + (i % 1000) as f64 * 1e-6,
-            error: if i % 50 == 0 { "simulated failure".into() } else { String::new() },
+            error: if i % 50 == 0 {
+                "simulated failure".into()
+            } else {
+                String::new()
+            },
             custom_timers: Vec::new(),
             turret_name: Some(name.to_owned()),
             seq: None,
@@ -281,9 +285,11 @@ fn run(n: usize, rate: usize, secs: u64, aggregate: bool) {
         )
         .unwrap();
     let lost_intervals: String = db
-        .query_row("SELECT value FROM oct_run WHERE key = 'lost_intervals'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM oct_run WHERE key = 'lost_intervals'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap_or_else(|_| "-".into());
     let lost: String = db
         .query_row("SELECT value FROM oct_run WHERE key = 'lost'", [], |r| {
@@ -317,7 +323,11 @@ fn main() {
     };
     println!(
         "{rate} results a second per simulated turret ({}), a heartbeat a second, {secs} s each",
-        if aggregate { "one aggregate a second" } else { "one batch a second" }
+        if aggregate {
+            "one aggregate a second"
+        } else {
+            "one batch a second"
+        }
     );
     for n in counts {
         run(n, rate, secs, aggregate);

@@ -411,8 +411,14 @@ fn abort_on_fail_judges_the_aggregates_while_the_test_runs() {
         "aborted after {:?}: {line}",
         started.elapsed()
     );
-    assert!(line.contains("threshold `p(95) < 1ms` on All transactions failed"), "{line}");
+    assert!(
+        line.contains("threshold `p(95) < 1ms` on All transactions failed"),
+        "{line}"
+    );
     let (status, out) = hq.wait_exit(T);
     assert_eq!(status.code(), Some(99), "{out}");
-    assert!(out.contains("lost: 0") && out.contains("lost intervals: 0"), "{out}");
+    assert!(
+        out.contains("lost: 0") && out.contains("lost intervals: 0"),
+        "{out}"
+    );
 }

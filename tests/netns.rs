@@ -1,5 +1,6 @@
 //! Multi-host tests: the HQ, two turrets and the HTTP target each in a network namespace of its
-//! own, joined by a bridge in a fifth — real links that a test can cut or slow down. They need
+//! own, joined by a bridge in a fifth — real links that a test can cut or slow down — and two
+//! zones that only an `oct forwarder` joins. They need
 //! root and `ip` (iproute2), as CI has; when namespaces cannot be made they fail saying why.
 //!
 //! Delay and loss use `tc netem` when the kernel has it; a kernel built without netem (as some
@@ -87,6 +88,63 @@ impl Net {
                 ip(&["-n", &sw, "link", "set", &format!("p{i}"), "master", "br0"]);
                 ip(&["-n", &sw, "link", "set", &format!("p{i}"), "up"]);
                 net.address(h, i);
+            }
+        }
+        net
+    }
+
+    /// Two zones: the HQ alone on one bridge (10.77.0.0/24); turrets t1 and t2 and the target
+    /// tg on another (10.78.0.0/24); host fw on both, which does not route between them. The
+    /// turrets can reach the HQ only through a forwarder on fw.
+    fn zoned() -> Net {
+        let mut net = Net {
+            tap: false,
+            prefix: format!(
+                "oct{}z{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ),
+            hosts: Vec::new(),
+            procs: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let sw = net.ns("sw");
+        ip(&["netns", "add", &sw]);
+        net.hosts.push(sw.clone());
+        for br in ["br0", "br1"] {
+            ip(&["-n", &sw, "link", "add", br, "type", "bridge"]);
+            ip(&["-n", &sw, "link", "set", br, "up"]);
+        }
+        let layout: [(&str, &[(usize, &str)]); 5] = [
+            ("hq", &[(0, "10.77.0.1")]),
+            ("fw", &[(0, "10.77.0.2"), (1, "10.78.0.2")]),
+            ("t1", &[(1, "10.78.0.11")]),
+            ("t2", &[(1, "10.78.0.12")]),
+            ("tg", &[(1, "10.78.0.4")]),
+        ];
+        for (i, (host, links)) in layout.iter().enumerate() {
+            let ns = net.ns(host);
+            ip(&["netns", "add", &ns]);
+            net.hosts.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            for (j, (br, addr)) in links.iter().enumerate() {
+                let (port, dev) = (format!("z{i}{j}"), format!("eth{j}"));
+                ip(&[
+                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns",
+                    &ns,
+                ]);
+                ip(&[
+                    "-n",
+                    &sw,
+                    "link",
+                    "set",
+                    &port,
+                    "master",
+                    &format!("br{br}"),
+                ]);
+                ip(&["-n", &sw, "link", "set", &port, "up"]);
+                ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &dev]);
+                ip(&["-n", &ns, "link", "set", &dev, "up"]);
             }
         }
         net
@@ -433,4 +491,90 @@ fn a_link_with_100_ms_delay_and_1_percent_loss_loses_no_result() {
     let (fast, slow) = (avg("t1"), avg("t2"));
     eprintln!("{out}\nt1 avg {fast:.3} s, t2 avg {slow:.3} s over {how}");
     assert!(slow > 0.35 && fast < 0.2, "t1 {fast} s, t2 {slow} s");
+}
+
+#[test]
+fn turrets_in_another_zone_reach_the_hq_only_through_a_forwarder_and_lose_nothing() {
+    let mut net = Net::zoned();
+    // The zones really are apart: from a turret's host the HQ cannot be reached.
+    let direct = Command::new("ip")
+        .args(["netns", "exec", &net.ns("t1"), "python3", "-c"])
+        .arg("import socket; socket.create_connection(('10.77.0.1', 5001), timeout=2)")
+        .output()
+        .unwrap();
+    assert!(
+        !direct.status.success(),
+        "t1 reached the HQ's zone without the forwarder"
+    );
+    let turrets = json!([
+        {"name": "t1", "cannons": 2, "rampup": 0, "script": "v.lua"},
+        {"name": "t2", "cannons": 2, "rampup": 0, "script": "v.lua"},
+    ]);
+    let mut c = config(4.0, 2, turrets);
+    for (k, v) in [
+        ("publish_port", 5000),
+        ("rc_port", 5001),
+        ("external_publisher", 5002),
+    ] {
+        c[k] = json!(v);
+    }
+    c["heartbeat_interval"] = json!(0.2);
+    c["results"] = json!("aggregate");
+    let project = Project::new(c);
+    project.write("v.lua", &lua_get("http://10.78.0.4:8080/", 5.0, 0.02));
+    let mut target = Command::new("python3");
+    target
+        .args([
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "10.78.0.4",
+            "--directory",
+        ])
+        .arg(project.path());
+    net.exec("tg", &target);
+    let hq = {
+        net.exec(
+            "hq",
+            &oct_run(project.path(), &project.results_dir(), &["--no-results"]),
+        );
+        net.procs.len() - 1
+    };
+    net.exec(
+        "fw",
+        &oct(&[
+            "forwarder",
+            "--pull",
+            "10.78.0.2:6001",
+            "--push",
+            "10.77.0.1:5001",
+            "--sub",
+            "10.77.0.1:5000",
+            "--pub",
+            "10.78.0.2:6000",
+        ]),
+    );
+    for t in ["t1", "t2"] {
+        let path = project.path().join(format!("{t}.json"));
+        let cfg = json!({"name": t, "cannons": 2, "rampup": 0, "script": "v.lua",
+            "hq_address": "10.78.0.2", "hq_publisher": 6000, "hq_rc": 6001});
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        net.exec(
+            t,
+            &oct(&["turret", "--config-file", path.to_str().unwrap()]),
+        );
+    }
+    let (status, out) = net.procs[hq].wait_exit(T);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("lost: 0") && out.contains("lost intervals: 0"),
+        "{out}"
+    );
+    for t in ["t1", "t2"] {
+        let line = turret_line(&out, t);
+        let (sent, received) = counts(line);
+        assert!(sent > 20 && sent == received, "{t}:\n{out}");
+        assert!(line.contains("intervals sent"), "{line}");
+    }
 }
