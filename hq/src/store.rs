@@ -153,27 +153,10 @@ pub fn apply(
     let tx = conn.transaction()?;
     let mut rows = 0;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO result (error, scriptrun_time, elapsed, epoch, custom_timers, turret_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut insert_lag =
-            tx.prepare_cached("INSERT INTO oct_lag (result_id, lag) VALUES (?1, ?2)")?;
         for op in ops.drain(..) {
             match op {
                 Op::Results(batch) => {
-                    for r in &batch {
-                        insert.execute(params![
-                            r.error,
-                            r.scriptrun_time,
-                            r.elapsed,
-                            r.epoch,
-                            r.custom_timers,
-                            r.turret_name
-                        ])?;
-                        if let Some(lag) = r.lag {
-                            insert_lag.execute(params![tx.last_insert_rowid(), lag])?;
-                        }
-                    }
+                    insert_results(&tx, &batch)?;
                     rows += batch.len();
                 }
                 Op::Turret(t) => match turret_ids.get(&t.uuid) {
@@ -318,6 +301,49 @@ pub fn apply(
     }
     tx.commit()?;
     Ok(rows)
+}
+
+/// Result rows inserted per statement: one statement of many rows costs SQLite's VM far less
+/// per row than one per row (6 parameters a row, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 32;
+
+/// OCT's rows, [`ROWS_PER_INSERT`] a statement (the rest one a statement, so that only two
+/// statements are ever cached), and each lag beside its row (`oct_lag`): the rows of one
+/// statement get consecutive ids, the last of them `last_insert_rowid`.
+fn insert_results(tx: &rusqlite::Transaction, batch: &[ResultRow]) -> rusqlite::Result<()> {
+    const ROW: &str = "(?,?,?,?,?,?)";
+    let insert = "INSERT INTO result (error, scriptrun_time, elapsed, epoch, custom_timers, turret_name) VALUES ";
+    let many = format!("{insert}{}", vec![ROW; ROWS_PER_INSERT].join(","));
+    let one = format!("{insert}{ROW}");
+    let mut insert_lag =
+        tx.prepare_cached("INSERT INTO oct_lag (result_id, lag) VALUES (?1, ?2)")?;
+    let full = batch.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
+    let chunks = batch[..full]
+        .chunks(ROWS_PER_INSERT)
+        .chain(batch[full..].chunks(1));
+    for chunk in chunks {
+        let mut stmt = tx.prepare_cached(if chunk.len() == 1 { &one } else { &many })?;
+        let mut i = 1;
+        for r in chunk {
+            stmt.raw_bind_parameter(i, &r.error)?;
+            stmt.raw_bind_parameter(i + 1, r.scriptrun_time)?;
+            stmt.raw_bind_parameter(i + 2, r.elapsed)?;
+            stmt.raw_bind_parameter(i + 3, r.epoch)?;
+            stmt.raw_bind_parameter(i + 4, &r.custom_timers)?;
+            stmt.raw_bind_parameter(i + 5, &r.turret_name)?;
+            i += 6;
+        }
+        stmt.raw_execute()?;
+        if chunk.iter().any(|r| r.lag.is_some()) {
+            let first = tx.last_insert_rowid() - chunk.len() as i64 + 1;
+            for (k, r) in chunk.iter().enumerate() {
+                if let Some(lag) = r.lag {
+                    insert_lag.execute(params![first + k as i64, lag])?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An aggregate's rows. A histogram that is not base64 is stored empty (the report counts the
@@ -520,6 +546,33 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(lags, [(2, 0.001), (4, 0.003)]);
+    }
+
+    #[test]
+    fn lags_sit_beside_their_rows_across_many_row_statements() {
+        let mut conn = create(Path::new(":memory:")).unwrap();
+        // Two full statements and 6 rows one by one.
+        let mut ops = vec![Op::Results((0..70).map(row).collect())];
+        assert_eq!(apply(&mut conn, &mut ops, &mut HashMap::new()).unwrap(), 70);
+        let pairs: Vec<(f64, f64)> = conn
+            .prepare("SELECT r.elapsed, l.lag FROM oct_lag l JOIN result r ON r.id = l.result_id ORDER BY r.id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(pairs.len(), 35);
+        for (elapsed, lag) in pairs {
+            assert_eq!(lag, elapsed / 1000.0, "row {elapsed}");
+        }
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM result ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, (1..=70).collect::<Vec<i64>>());
     }
 
     #[test]
