@@ -1,7 +1,8 @@
 //! `oct proxy` framing Redis and memcached (real redis-server and memcached, Debian's): RESP
 //! multi-bulk replies and inline commands, memcached's `noreply`, `cas` and `prepend`, routes
 //! by command, the error share over 1,000 calls; several proxies in one process from an INI
-//! `--config`, each driven on its own through the control API.
+//! `--config`, each driven on its own through the control API; MySQL's packets relayed to a real
+//! MariaDB (Debian's) for its real client, slowed and aborted.
 
 mod util;
 
@@ -10,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::chaos::{call, json};
-use util::servers::{Memcached, Redis};
+use util::servers::{MariaDb, Memcached, Redis};
 use util::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -294,4 +295,51 @@ fn smtp_is_relayed_line_by_line_to_a_real_aiosmtpd_and_each_command_is_a_call() 
         delayed - relayed >= 0.3,
         "direct {direct} s, relayed {relayed} s, delayed {delayed} s"
     );
+}
+
+#[test]
+fn mysql_packets_reach_a_real_mariadb_and_its_client_sees_each_fault() {
+    let db = MariaDb::start();
+    let (_p, port, api) = front("mysql", db.port, &[]);
+    // The real client's handshake, queries and a result of 100,000 bytes, through the proxy.
+    assert_eq!(
+        db.query(port, "SELECT 40+2; SELECT LENGTH(REPEAT('x', 100000))"),
+        Ok("42\n100000".to_owned())
+    );
+    let calls = json(api, "/stats")["calls"].as_u64().unwrap();
+    assert!(calls >= 3, "{calls} calls for a session");
+    let timed = |sql: &str| {
+        let t0 = Instant::now();
+        let r = db.query(port, sql);
+        (r, t0.elapsed())
+    };
+    let (plain, fast) = timed("SELECT 1");
+    assert_eq!(plain, Ok("1".to_owned()));
+    let put = call(
+        api,
+        "PUT",
+        "/behavior",
+        r#"{"name": "delay", "sleep": 0.2}"#,
+    );
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    // Every packet the client sends is a call: the handshake's and the query's each wait.
+    let (delayed, slow) = timed("SELECT 1");
+    assert_eq!(delayed, Ok("1".to_owned()));
+    assert!(
+        slow >= fast + Duration::from_millis(390),
+        "direct {fast:?}, delayed {slow:?}"
+    );
+    let put = call(api, "PUT", "/behavior", r#"{"name": "abort"}"#);
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    let aborted = db.query(port, "SELECT 1");
+    assert!(
+        aborted
+            .as_ref()
+            .is_err_and(|e| e.contains("Lost connection")),
+        "{aborted:?}"
+    );
+    // The proxy keeps serving: back to dummy, the next session works.
+    let put = call(api, "PUT", "/behavior", r#"{"name": "dummy"}"#);
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    assert_eq!(db.query(port, "SELECT 7*6"), Ok("42".to_owned()));
 }
