@@ -202,6 +202,8 @@ fn one_run_stored_both_ways_gives_the_same_report_within_hdr_precision() {
             "SELECT message || ':' || sum(count) FROM oct_agg_errors GROUP BY message"
         ),
     );
+    assert!(!raw_html.contains("id=\"results-mode\""));
+    assert!(agg_html.contains("id=\"results-mode\""));
     // The same page: every graph drawn, the same gate.
     assert_eq!(
         raw_html.matches("<svg").count(),
@@ -295,6 +297,10 @@ fn an_aggregate_run_feeds_the_report_the_gate_checks_counters_and_metrics() {
     let html = std::fs::read_to_string(p.results_dir().join("results.html")).unwrap();
     assert!(html.matches("<svg").count() >= 4, "graphs drawn");
     assert!(html.contains("every tenth fails"), "the error table");
+    assert!(
+        html.contains("aggregated by the turrets per 1 s interval"),
+        "the page says how the transactions were kept"
+    );
     // `oct compare` reads an aggregate run as it reads any other.
     let dir = p.results_dir();
     let (status, text) = Proc::spawn(oct(&[

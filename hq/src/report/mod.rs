@@ -187,6 +187,8 @@ struct Page {
     interval: u64,
     rejected_total: String,
     lost: String,
+    /// How the transactions were stored, when turrets aggregated them.
+    results: Option<String>,
     turrets: Vec<TurretView>,
     per_turret: Vec<BreakdownView>,
     /// Active vs wanted canons over the run, when heartbeats reported them.
@@ -527,6 +529,15 @@ fn render_with(
             |n| n.to_string(),
         ),
         lost: lost_text,
+        results: match (scan.from_rows, scan.from_aggregates) {
+            (_, 0) => None,
+            (0, _) => Some(format!(
+                "aggregated by the turrets per {interval} s interval: percentiles from HDR histograms (3 significant digits)"
+            )),
+            (rows, aggregated) => Some(format!(
+                "{rows} as rows, {aggregated} aggregated by the turrets per {interval} s interval (percentiles from HDR histograms)"
+            )),
+        },
         turrets,
         per_turret,
         canons_svg,

@@ -36,6 +36,9 @@ pub struct Scan {
     pub errors: u64,
     pub first_epoch: Option<f64>,
     pub last_epoch: Option<f64>,
+    /// Transactions read from OCT's rows, and from the turrets' aggregates.
+    pub from_rows: u64,
+    pub from_aggregates: u64,
 }
 
 fn number(v: ValueRef) -> Option<f64> {
@@ -227,6 +230,7 @@ impl Scan {
         if tty && n >= 65_536 {
             eprintln!("\roct: report: {n} rows scanned");
         }
+        let rows_count = all.count();
         if aggregates {
             aggregates::each(conn, None, &mut |row| match row.kind {
                 Kind::Transaction => {
@@ -268,7 +272,10 @@ impl Scan {
                 }
             })?;
         }
+        let from_aggregates = all.count() - rows_count;
         Ok(Scan {
+            from_rows: rows_count,
+            from_aggregates,
             turrets,
             error_messages,
             other_errors,
