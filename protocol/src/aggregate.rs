@@ -83,12 +83,7 @@ pub struct SeriesDelta {
 impl SeriesDelta {
     /// The histogram (nanoseconds).
     pub fn histogram(&self) -> Result<Histogram<u64>, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.hist)
-            .map_err(|e| format!("histogram: not base64: {e}"))?;
-        Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("histogram: not HdrHistogram V2: {e:?}"))
+        decode_histogram(&self.histogram_bytes()?)
     }
 
     /// The histogram's V2 bytes.
@@ -97,6 +92,32 @@ impl SeriesDelta {
             .decode(&self.hist)
             .map_err(|e| format!("histogram: not base64: {e}"))
     }
+}
+
+/// Longest value a histogram on the wire may track: 2^48 ns, some 78 hours. Its header is
+/// checked before it is read, so a frame cannot make the HQ allocate more than ~0.3 MB for it.
+pub const MAX_TRACKABLE_NANOS: u64 = 1 << 48;
+
+/// An HdrHistogram V2 serialization (uncompressed) of [`SIGFIG`] digits at most, tracking at
+/// most [`MAX_TRACKABLE_NANOS`].
+pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+    // Header: cookie, payload length, normalizing offset, significant digits (u32 each, big
+    // endian), lowest and highest trackable value (u64 each), conversion ratio (f64).
+    let header = |at: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().fold(0u64, |v, x| v << 8 | u64::from(*x)))
+    };
+    let (Some(sigfig), Some(highest)) = (header(12, 4), header(24, 8)) else {
+        return Err("histogram: shorter than an HdrHistogram V2 header".into());
+    };
+    if sigfig > u64::from(SIGFIG) || highest > MAX_TRACKABLE_NANOS {
+        return Err(format!(
+            "histogram: {sigfig} significant digits up to {highest} ns (at most {SIGFIG} digits up to {MAX_TRACKABLE_NANOS} ns)"
+        ));
+    }
+    Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("histogram: not HdrHistogram V2: {e:?}"))
 }
 
 /// One error message over one interval.
@@ -174,6 +195,14 @@ impl Aggregate {
                     found: "a number",
                 });
             }
+            // Checked once here, so the HQ's store, live gate and report can trust it.
+            if s.histogram().is_err() {
+                return Err(crate::DecodeError::WrongType {
+                    field: "series.hist".into(),
+                    expected: "an HdrHistogram V2 serialization in base64 (3 digits, ≤ 2^48 ns)",
+                    found: "something else",
+                });
+            }
         }
         if a.secs == 0 {
             return Err(crate::DecodeError::WrongType {
@@ -240,9 +269,11 @@ impl Moments {
     }
 }
 
-/// Seconds as the histograms count them: whole nanoseconds, at least 1.
+/// Seconds as the histograms count them: whole nanoseconds, at least 1 and at most 2^47 (some
+/// 39 hours; the moments keep a longer value exact), so a histogram stays within
+/// [`MAX_TRACKABLE_NANOS`].
 pub fn nanos(secs: f64) -> u64 {
-    (secs * 1e9).round().clamp(1.0, 9.0e18) as u64
+    (secs * 1e9).round().clamp(1.0, (1u64 << 47) as f64) as u64
 }
 
 /// A histogram as every series keeps it: nanoseconds, [`SIGFIG`] digits, growing as needed.
@@ -581,6 +612,16 @@ mod tests {
         a.merge(&b);
         assert_eq!((a.count, a.min, a.max), (one.count, one.min, one.max));
         assert!((a.mean - one.mean).abs() < 1e-12 && (a.m2 - one.m2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_transaction_of_days_still_makes_a_valid_aggregate() {
+        let mut agg = Aggregator::new(1, "nav", "u1");
+        agg.add(&result(5.5, 1e7, "", None));
+        let a = agg.drain().remove(0);
+        let text = String::from_utf8(a.encode()).unwrap();
+        let back = Aggregate::decode(&text).unwrap();
+        assert_eq!(back.transaction().unwrap().max, 1e7);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! interval and series, and `oct_agg_errors`'s, one per turret, interval and error message.
 //! The report's scan folds them into the same series as raw rows (`Series::add_delta`).
 
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use rusqlite::Connection;
 
@@ -77,7 +76,6 @@ pub fn each(conn: &Connection, kind: Option<Kind>, f: &mut dyn FnMut(Row)) -> ru
         "SELECT turret_name, start, kind, name, count, errors, mean, m2, min, max, first, last, hist, seconds, sample FROM oct_agg WHERE ?1 IS NULL OR kind = ?1 ORDER BY start, rowid",
     )?;
     let mut rows = stmt.query([kind.map(Kind::as_str)])?;
-    let mut de = Deserializer::new();
     while let Some(r) = rows.next()? {
         let Some(kind) = Kind::parse(&r.get::<_, String>(2)?) else {
             continue;
@@ -85,8 +83,7 @@ pub fn each(conn: &Connection, kind: Option<Kind>, f: &mut dyn FnMut(Row)) -> ru
         let blob: Vec<u8> = r.get(12)?;
         // A histogram that does not decode leaves the percentiles to the others; the counts
         // and moments still count.
-        let hist = de
-            .deserialize(&mut blob.as_slice())
+        let hist = protocol::aggregate::decode_histogram(&blob)
             .unwrap_or_else(|_| protocol::aggregate::histogram());
         let json = |i: usize| r.get::<_, String>(i);
         f(Row {
