@@ -225,6 +225,8 @@ fn the_manifests_agree_and_what_they_run_works() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["lost"], 0, "{summary}");
+    assert_eq!(summary["results"], "aggregate", "{summary}");
+    assert_eq!(summary["lost_intervals"], 0, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
     assert!(summary["transactions"].as_u64().unwrap() > 20, "{summary}");
     for t in summary["turrets"].as_array().unwrap() {
