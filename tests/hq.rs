@@ -468,10 +468,47 @@ fn external_publisher_republishes_each_result_with_its_topic_and_can_use_a_forwa
         };
         assert_eq!(next(), vec![b"mytopic".to_vec(), a.into_bytes()]);
         assert_eq!(next(), vec![b"mytopic".to_vec(), b.into_bytes()]);
+        // A packed batch (extension) too: each result as OCT JSON, naming its turret.
+        let packed: Vec<protocol::TestResult> = [6, 7]
+            .iter()
+            .map(|&i| {
+                let protocol::Message::Result(mut r) =
+                    protocol::Message::decode(result_frame(i, None).as_bytes()).unwrap()
+                else {
+                    panic!("not a result")
+                };
+                r.seq = Some(i as u64);
+                r
+            })
+            .collect();
+        let mut frame6 = Vec::new();
+        protocol::encode_packed("u-x", Some("navigation"), &packed, &mut frame6);
+        turret.send(&frame6);
+        for r in &packed {
+            let mut want = r.clone();
+            want.turret_name = Some("navigation".into());
+            want.turret_uuid = Some("u-x".into());
+            assert_eq!(next(), vec![b"mytopic".to_vec(), want.encode()]);
+        }
+        // A mangled one is rejected whole, and said so.
+        turret.send(&frame6[..frame6.len() - 3]);
         turret.expect("stop", "Running");
         turret.send(turret.status("ready"));
         let (status, text) = hq.wait_exit(T);
         assert!(status.success(), "{text}");
+        assert!(
+            text.contains("bad packed batch: truncated"),
+            "no word of the mangled packed frame: {text}"
+        );
+        let db = project.db();
+        assert_eq!(
+            count_rows(
+                &db,
+                "SELECT count(*) FROM result WHERE turret_name = 'navigation' \
+                 AND error = 'failure #7' AND custom_timers LIKE '%\"db query\"%'"
+            ),
+            1
+        );
     }
 }
 

@@ -36,6 +36,7 @@ impl Announce {
                 crate::EXT_HEARTBEAT.to_owned(),
                 crate::EXT_LOAD.to_owned(),
                 crate::EXT_CHECKS.to_owned(),
+                crate::EXT_PACKED.to_owned(),
             ],
             session: None,
             heartbeat_ms: None,
@@ -328,13 +329,13 @@ mod tests {
     fn encodes_our_announcement_in_status_request() {
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::ours()))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load","checks"]}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load","checks","packed"]}}"#
         );
         assert_eq!(
             s(&Command::StatusRequest(Some(Announce::with_session(
                 "5a1e", 1000, 15000
             )))),
-            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load","checks"],"session":"5a1e","heartbeat_ms":1000,"hq_timeout_ms":15000}}"#
+            r#" {"command":"status_request","msg":{"protocol":1,"extensions":["seq","batch","heartbeat","load","checks","packed"],"session":"5a1e","heartbeat_ms":1000,"hq_timeout_ms":15000}}"#
         );
     }
 

@@ -33,6 +33,9 @@
 //! histogram deltas in V2 serialization, exact moments, per-second counts, errors by message)
 //! and the [`Aggregator`] that folds a turret's results into them.
 //!
+//! `packed` owns extension `packed`: a batch of one turret's results as a compact binary frame
+//! ([`Packed`]), spoken only between our turret and our HQ.
+//!
 //! `pyjson` owns that Python-style JSON formatter. `light` owns the borrowed, allocation-light
 //! JSON value the decoder reads into before it checks types field by field.
 
@@ -42,6 +45,7 @@ mod command;
 pub mod data;
 mod light;
 mod message;
+pub mod packed;
 mod pyjson;
 mod seal;
 mod shape;
@@ -52,6 +56,7 @@ pub use command::{Announce, Command, CommandFrame, LoadTargets};
 pub use message::{
     split_batch, DecodeError, Heartbeat, Message, Status, TestResult, Timers, TurretState,
 };
+pub use packed::{decode_packed, encode_packed, is_packed, Packed};
 pub use seal::{Opener, Sealer, Secret, SecretError, Session, SEAL_OVERHEAD};
 pub use shape::{Plan, Shape, ShapeError, Stage};
 
@@ -87,6 +92,11 @@ pub const EXT_CHECKS: &str = "checks";
 /// The largest frame either side accepts (`ZMQ_MAXMSGSIZE`): a hostile peer cannot make the
 /// HQ or a turret buffer more than this per message. Our turrets keep their batches far below.
 pub const MAX_FRAME_BYTES: i64 = 4 << 20;
+
+/// Extension: with [`EXT_BATCH`], a turret sends its batches as [`Packed`] binary frames
+/// instead of JSON arrays: the turret named once, each result in a few dozen bytes, for the
+/// HQ's decoding and the turret's encoding to cost a fraction of JSON's.
+pub const EXT_PACKED: &str = "packed";
 
 /// Results a turret puts in one batch frame at most.
 pub const BATCH_MAX: usize = 256;

@@ -161,7 +161,6 @@ fn epoch_now() -> f64 {
 /// The engine's view of this canon: when to stop, and where results go.
 struct Sink {
     shared: Shared,
-    turret: String,
     index: u64,
     /// Iterations this canon has run, across the script instances it had.
     done: Rc<std::cell::Cell<u64>>,
@@ -216,7 +215,8 @@ impl engine::Canon for Sink {
             scriptrun_time: it.scriptrun_time,
             error: it.error,
             custom_timers: it.timers,
-            turret_name: Some(self.turret.clone()),
+            // The turret's main loop names the sender (once a batch when packed).
+            turret_name: None,
             lag: self.lag.take(),
             checks: it.checks,
             counters: it.counters,
@@ -248,7 +248,6 @@ impl Canon {
         }
         let sink = Rc::new(Sink {
             shared,
-            turret: self.info.turret.clone(),
             index: self.info.index,
             done: Rc::default(),
             pace,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{
     Aggregator, Command, Heartbeat, LoadTargets, Message, Status, TestResult, TurretState,
-    BATCH_MAX, EXT_BATCH, EXT_CHECKS, EXT_LOAD, EXT_SEQ,
+    BATCH_MAX, EXT_BATCH, EXT_CHECKS, EXT_LOAD, EXT_PACKED, EXT_SEQ,
 };
 use serde_json::Value;
 
@@ -519,6 +519,7 @@ impl Turret {
     fn forward_events(&mut self, limit: usize) -> Result<(), TurretError> {
         let seq = self.link.ext(EXT_SEQ);
         let batch = self.link.ext(EXT_BATCH);
+        let packed = batch && self.link.ext(EXT_PACKED);
         let lag = self.link.ext(EXT_LOAD);
         let checks = self.link.ext(EXT_CHECKS);
         let aggregate = self.aggregate;
@@ -556,7 +557,13 @@ impl Turret {
                     self.sent += 1;
                     if seq {
                         r.seq = Some(self.sent);
-                        r.turret_uuid = Some(self.link.uuid().to_owned());
+                    }
+                    // A packed batch names the turret once; JSON names it in every result.
+                    if !packed {
+                        r.turret_name = Some(self.config.name.clone());
+                        if seq {
+                            r.turret_uuid = Some(self.link.uuid().to_owned());
+                        }
                     }
                     if batch {
                         pending_bytes += 160
@@ -623,7 +630,16 @@ impl Turret {
         // time would cost page faults.
         let mut frame = std::mem::take(&mut self.frame);
         frame.clear();
-        Message::encode_batch(results, &mut frame);
+        if self.link.ext(EXT_PACKED) {
+            protocol::encode_packed(
+                self.link.uuid(),
+                Some(&self.config.name),
+                results,
+                &mut frame,
+            );
+        } else {
+            Message::encode_batch(results, &mut frame);
+        }
         results.clear();
         let sent = self.link.send(&frame);
         self.frame = frame;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Announce, Command, DecodeError, Message, Opener, Sealer, Session, TestResult, TurretState,
+    Announce, Command, DecodeError, Message, Opener, Packed, Sealer, Session, TestResult,
+    TurretState,
 };
 
 use crate::config::{Config, ResultsMode};
@@ -616,6 +617,13 @@ impl Hq<'_> {
         // each result's own bytes: with a listener, split the batch first and decode each
         // part; without one, decode it in one pass.
         let republish = self.sockets.listened();
+        if let Some(packed) = protocol::decode_packed(frame) {
+            match packed {
+                Ok(packed) => self.on_packed(packed, frame, republish),
+                Err(e) => self.reject(frame, e),
+            }
+            return Ok(());
+        }
         let parts = if republish {
             protocol::split_batch(frame).map(|parts| {
                 parts.map(|parts| {
@@ -675,7 +683,51 @@ impl Hq<'_> {
         Ok(())
     }
 
-    fn on_result(&mut self, r: TestResult) {
+    fn on_result(&mut self, mut r: TestResult) {
+        let sender = self
+            .index
+            .sender(r.turret_uuid.as_deref(), r.turret_name.as_deref());
+        if let Some(i) = sender {
+            self.turrets[i].received += 1;
+            self.heard(i);
+        }
+        let name = r
+            .turret_name
+            .take()
+            .unwrap_or_else(|| protocol::NONAME.to_owned());
+        self.record(r, name);
+    }
+
+    /// Extension `packed`: one turret's batch, its sender looked up once.
+    fn on_packed(&mut self, packed: Packed, raw: &[u8], republish: bool) {
+        if self.phase == Phase::Waiting {
+            for _ in &packed.results {
+                self.reject(raw, DecodeError::BeforeStart);
+            }
+            return;
+        }
+        let sender = self
+            .index
+            .sender(Some(&packed.turret_uuid), packed.turret_name.as_deref());
+        if let Some(i) = sender {
+            self.turrets[i].received += packed.results.len() as u64;
+            self.heard(i);
+        }
+        let name = packed.turret_name.as_deref().unwrap_or(protocol::NONAME);
+        for mut r in packed.results {
+            if republish {
+                // Listeners get each result as an OCT turret would have sent it.
+                r.turret_name = packed.turret_name.clone();
+                r.turret_uuid = Some(packed.turret_uuid.clone());
+                self.sockets.republish(&self.topic, &r.encode());
+            }
+            self.record(r, name.to_owned());
+        }
+    }
+
+    /// Counts a result (the live gate, the dashboard, timers, checks, counters) and queues its
+    /// row, stored under turret `name`.
+    fn record(&mut self, r: TestResult, turret_name: String) {
         if let Some(live) = &mut self.live {
             live.add(&r);
         }
@@ -693,13 +745,6 @@ impl Hq<'_> {
                     self.timer_counts.insert(name.clone(), 1);
                 }
             }
-        }
-        let sender = self
-            .index
-            .sender(r.turret_uuid.as_deref(), r.turret_name.as_deref());
-        if let Some(i) = sender {
-            self.turrets[i].received += 1;
-            self.heard(i);
         }
         for (name, passed, failed) in &r.checks {
             let c = self.checks.entry(name.clone()).or_default();
@@ -719,7 +764,7 @@ impl Hq<'_> {
             elapsed: r.elapsed,
             epoch: r.epoch,
             custom_timers,
-            turret_name: r.turret_name.unwrap_or_else(|| protocol::NONAME.to_owned()),
+            turret_name,
             lag: r.lag,
         });
     }

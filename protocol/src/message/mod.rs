@@ -158,6 +158,11 @@ fn timers_as_map<S: Serializer>(timers: &Timers, s: S) -> Result<S::Ok, S::Error
 }
 
 impl TestResult {
+    /// The result's own frame, as [`Message::encode`] writes it.
+    pub fn encode(&self) -> Vec<u8> {
+        pyjson::to_vec(self)
+    }
+
     /// The timers as compact JSON text, as OCT stores them in `result.custom_timers`.
     pub fn timers_json(&self) -> String {
         let mut out = Vec::with_capacity(16 + 32 * self.custom_timers.len());
@@ -613,6 +618,8 @@ pub enum DecodeError {
     StaleSession,
     #[error("a result received before this test started (left over from an earlier test)")]
     BeforeStart,
+    #[error("bad packed batch: {0}")]
+    Packed(&'static str),
 }
 
 impl DecodeError {
@@ -644,6 +651,7 @@ impl DecodeError {
             DecodeError::Replayed => "replayed",
             DecodeError::StaleSession => "stale_session",
             DecodeError::BeforeStart => "before_start",
+            DecodeError::Packed(_) => "bad_packed",
         }
     }
 }
