@@ -5,7 +5,8 @@
 //!
 //! Then the same flood in secure mode (OCT_SECRET; every frame sealed by the pushers beforehand,
 //! so only the HQ's cost is measured), and both again with results batched 64 to a frame as our
-//! turrets send them: sealed vs plain, each pair measured in the same run.
+//! turrets send them: sealed vs plain, each pair measured in the same run; `packed64` sends the
+//! same batches as packed binary frames (extension `packed`, what our turrets send our HQ).
 //!
 //! `cargo bench --bench hq_flood` (or `bash bench/hq-flood.sh`). Env: PUSHERS (4), PER_PUSHER
 //! (500000), MODES (`plain,sealed,plain64,sealed64`).
@@ -59,7 +60,9 @@ fn pusher(args: &[String]) {
         args[4].parse::<usize>().unwrap(),
     );
     let sealed = args[5] == "1";
-    let batch: usize = args[6].parse().unwrap();
+    // `p64`: 64 results a frame, packed (extension `packed`, as our turrets send them).
+    let packed = args[6].starts_with('p');
+    let batch: usize = args[6].trim_start_matches('p').parse().unwrap();
     let secret = protocol::Secret::new(SECRET.as_bytes(), "bench").unwrap();
     let mut opener = protocol::Opener::for_turret(&secret);
     let mut sealer: Option<protocol::Sealer> = None;
@@ -74,7 +77,28 @@ fn pusher(args: &[String]) {
         )
     };
     let singles: Vec<Vec<u8>> = (0..1000).map(|i| frame(i, name)).collect();
-    let plain: Vec<Vec<u8>> = if batch <= 1 {
+    let plain: Vec<Vec<u8>> = if packed {
+        (0..1000 / batch.min(1000))
+            .map(|b| {
+                let results: Vec<protocol::TestResult> = (0..batch)
+                    .map(|i| {
+                        let at = b * batch + i;
+                        let Ok(protocol::Message::Result(mut r)) =
+                            protocol::Message::decode(&singles[at % 1000])
+                        else {
+                            panic!("the bench's own frames decode")
+                        };
+                        r.turret_name = None;
+                        r.seq = Some(at as u64 + 1);
+                        r
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                protocol::encode_packed(&format!("{name}-uuid"), Some(name), &results, &mut out);
+                out
+            })
+            .collect()
+    } else if batch <= 1 {
         singles
     } else {
         (0..1000 / batch.min(1000))
@@ -223,7 +247,14 @@ fn watch(
     vec![events, scrape]
 }
 
-fn hq(pushers: usize, per: usize, sealed: bool, batch: usize, web: bool) -> (f64, String) {
+fn hq(
+    pushers: usize,
+    per: usize,
+    sealed: bool,
+    batch: usize,
+    packed: bool,
+    web: bool,
+) -> (f64, String) {
     let dir = tempfile::tempdir().unwrap();
     let turrets: Vec<serde_json::Value> = (0..pushers)
         .map(|i| serde_json::json!({"name": format!("p{i}"), "cannons": 1, "script": "s.lua"}))
@@ -287,7 +318,7 @@ fn hq(pushers: usize, per: usize, sealed: bool, batch: usize, web: bool) -> (f64
                 format!("p{i}"),
                 per.to_string(),
                 if sealed { "1" } else { "0" }.into(),
-                batch.to_string(),
+                format!("{}{batch}", if packed { "p" } else { "" }),
             ])
         })
         .collect();
@@ -347,19 +378,21 @@ fn main() {
     let mut plain_rate = std::collections::HashMap::new();
     for mode in modes.split(',') {
         let sealed = mode.starts_with("sealed");
+        let packed = mode.starts_with("packed");
         let web = mode.ends_with("web");
         let batch: usize = mode
             .trim_start_matches(|c: char| c.is_alphabetic())
             .trim_end_matches("web")
             .parse()
             .unwrap_or(1);
-        let (stored, summary) = hq(pushers, per, sealed, batch, web);
+        let (stored, summary) = hq(pushers, per, sealed, batch, packed, web);
         let versus = match plain_rate.get(&batch) {
             Some(p) if sealed => format!(" = {:.2}× plain", stored / p),
             Some(p) if web => format!(" = {:.2}× without --web", stored / p),
+            Some(p) if packed => format!(" = {:.2}× JSON batches", stored / p),
             _ => String::new(),
         };
-        if !sealed && !web {
+        if !sealed && !web && !packed {
             plain_rate.insert(batch, stored);
         }
         println!(
