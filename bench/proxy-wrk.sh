@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `oct proxy` in `dummy` mode (not a test): wrk (-t1 -c50, SECS seconds) straight to nginx, then
 # through `oct proxy --protocol http`, then through a reference proxy measured in the same run —
-# nginx itself as a reverse proxy (one worker, upstream keepalive) — alternated ROUNDS times.
+# nginx itself as a reverse proxy (one worker, upstream keepalive) and, when installed (apt-get
+# install haproxy), HAProxy (one thread, `http-reuse always`) — alternated ROUNDS times.
 # The target nginx is on core 0 and wrk on core 1; PLACE says where both proxies run:
 # `wrk` (core 1, beside the client: a sidecar; the default), `nginx` (core 0) or `free`
 # (unpinned). Then the accuracy of `delay`: the median added latency of 200 sequential
@@ -45,21 +46,48 @@ http {
 CONF
 "${pin[@]}" nginx -p "$work/ref" -c "$work/ref/nginx.conf" &
 ref_pid=$!
-trap 'kill $proxy_pid $ref_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-wait_up "$pport"; wait_up "$rport"
+hap_pid=""; hport=""
+if command -v haproxy >/dev/null; then
+  hport=$(free)
+  cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$hport
+  default_backend b
+backend b
+  server s 127.0.0.1:$port
+CONF
+  "${pin[@]}" haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+  hap_pid=$!
+fi
+trap 'kill $proxy_pid $ref_pid $hap_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+wait_up "$pport"; wait_up "$rport"; [ -z "$hport" ] || wait_up "$hport"
 rate() { taskset -c 1 wrk -t1 -c50 -d"${SECS}s" "http://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
-ours=(); refs=(); vs=()
+ours=(); refs=(); vs=(); haps=()
 for r in $(seq 1 "$ROUNDS"); do
   direct=$(rate "$port"); proxied=$(rate "$pport"); reference=$(rate "$rport")
   ours+=("$(python3 -c "print($proxied/$direct)")"); refs+=("$(python3 -c "print($reference/$direct)")")
   vs+=("$(python3 -c "print($proxied/$reference)")")
-  echo "round $r: wrk → nginx $direct req/s | → oct proxy → nginx $proxied | → nginx proxy → nginx $reference"
+  line="round $r: wrk → nginx $direct req/s | → oct proxy → nginx $proxied | → nginx proxy → nginx $reference"
+  if [ -n "$hport" ]; then
+    hap=$(rate "$hport"); haps+=("$(python3 -c "print($hap/$direct)")"); line="$line | → haproxy → nginx $hap"
+  fi
+  echo "$line"
 done
-python3 - "${ours[*]}" "${refs[*]}" "${vs[*]}" <<'PY'
+python3 - "${ours[*]}" "${refs[*]}" "${vs[*]}" "${haps[*]:-}" <<'PY'
 import statistics, sys
-for name, xs in zip(["oct proxy / direct", "nginx proxy / direct", "oct proxy / nginx proxy"], sys.argv[1:]):
+for name, xs in zip(["oct proxy / direct", "nginx proxy / direct", "oct proxy / nginx proxy", "haproxy / direct"], sys.argv[1:]):
     r = [float(x) for x in xs.split()]
-    print(f"{name}: median {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})")
+    if r:
+        print(f"{name}: median {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})")
 PY
 kill $proxy_pid; wait $proxy_pid 2>/dev/null || true
 dport=$(free)

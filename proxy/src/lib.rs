@@ -12,7 +12,8 @@
 //!   default mix), counts per route and behaviour, events.
 //! - `relay`: the connections (`relay/framed.rs` request–reply, `relay/streamed.rs` streams),
 //!   each behaviour's effect.
-//! - `timer`: sleeps to the tenth of a millisecond (tokio's round up to the next one).
+//! - `timer`: sleeps to the tenth of a millisecond, each a `timerfd` in the sleeper's runtime
+//!   (tokio's timer rounds up to the next millisecond).
 //! - `api`: the control API of `--http` (Vaurien's routes, which vaurienclient drives; ours;
 //!   `/metrics`).
 //! - `config`: `--config FILE`, Vaurien's INI with `[proxy:NAME]` sections, or JSON.

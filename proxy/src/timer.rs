@@ -1,90 +1,72 @@
 //! Sleeps to the tenth of a millisecond. tokio's timer wheel rounds every sleep up to its
-//! millisecond ticks (a 50 ms `delay` added 51.9 ms); here one thread waits on a condition
-//! variable for the earliest deadline (futex precision) and wakes each sleeper's task.
+//! millisecond ticks (a 50 ms `delay` added 51.9 ms). A timer thread of our own woke each
+//! sleeper's task precisely, but the wake then crossed two idle threads (the timer's, then the
+//! runtime worker's), each a fraction of a millisecond on a VM (51.2 ms added on one). Here
+//! each sleep is a `timerfd` in the sleeping task's own runtime: the kernel's high-resolution
+//! timer makes the worker's `epoll_wait` return, one wake-up in all.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
-struct Timer {
-    due: Mutex<BinaryHeap<Reverse<(Instant, u64, Waiter)>>>,
-    changed: Condvar,
-}
-
-struct Waiter(oneshot::Sender<()>);
-
-impl PartialEq for Waiter {
-    fn eq(&self, _: &Waiter) -> bool {
-        true
+/// A one-shot `timerfd` armed to fire `after` from now.
+fn armed(after: Duration) -> std::io::Result<OwnedFd> {
+    // SAFETY: timerfd_create returns a new descriptor we own, or -1.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-}
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, o: &Waiter) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            // A zero it_value disarms: 1 ns at least.
+            tv_nsec: after.subsec_nanos().max(1) as libc::c_long,
+        },
+    };
+    // SAFETY: fd is a timerfd; spec is a valid itimerspec; no old value is asked for.
+    if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-}
-impl Ord for Waiter {
-    fn cmp(&self, _: &Waiter) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-
-fn timer() -> &'static Timer {
-    static T: OnceLock<&'static Timer> = OnceLock::new();
-    T.get_or_init(|| {
-        let t: &'static Timer = Box::leak(Box::new(Timer {
-            due: Mutex::new(BinaryHeap::new()),
-            changed: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("oct-proxy-timer".into())
-            .spawn(move || {
-                let mut due = t.due.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    let now = Instant::now();
-                    while due.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
-                        let Reverse((_, _, w)) = due.pop().expect("peeked");
-                        let _ = w.0.send(());
-                    }
-                    due = match due.peek() {
-                        None => t.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
-                        Some(Reverse((at, _, _))) => {
-                            let wait = at.saturating_duration_since(now);
-                            t.changed
-                                .wait_timeout(due, wait)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0
-                        }
-                    };
-                }
-            })
-            .expect("a thread for the proxy's timer");
-        t
-    })
+    Ok(fd)
 }
 
 /// Waits until `deadline`.
 pub async fn until(deadline: Instant) {
-    if deadline <= Instant::now() {
+    let now = Instant::now();
+    if deadline <= now {
         return;
     }
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let (tx, rx) = oneshot::channel();
-    let t = timer();
-    {
-        let mut due = t.due.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let earliest = due.peek().is_none_or(|Reverse((at, _, _))| deadline < *at);
-        due.push(Reverse((deadline, seq, Waiter(tx))));
-        if earliest {
-            t.changed.notify_one();
-        }
+    let fd = match armed(deadline - now).and_then(|fd| {
+        // SAFETY: the AsyncFd owns fd, which stays open and the same until it is dropped.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
+    }) {
+        Ok(fd) => fd,
+        // No timerfd (out of descriptors): tokio's timer, a millisecond coarser.
+        Err(_) => return tokio::time::sleep_until(deadline.into()).await,
+    };
+    // The timerfd fires once, at or after `deadline` on the same clock as `Instant`. Anything
+    // left (a readiness error) is waited out on tokio's timer rather than on a second edge
+    // that a one-shot timer would never give.
+    if let Ok(mut ready) = fd.readable().await {
+        ready.clear_ready();
     }
-    let _ = rx.await;
+    if Instant::now() < deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
 }
 
 /// Waits `d`.
@@ -101,6 +83,7 @@ mod tests {
     #[test]
     fn sleeps_end_within_a_millisecond_in_order() {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
