@@ -2,6 +2,7 @@
 //! response (head with httparse, then a `Content-Length`, chunked or close-delimited body).
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -203,9 +204,15 @@ impl Conn {
         let mut got_any = false;
         loop {
             let parsed = {
-                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut slots);
-                match resp.parse(&self.buf[self.start..self.end]) {
+                // Uninitialised: httparse writes the slots it fills (an initialised array of
+                // 100 headers is 3.2 KB zeroed per response, 1.5 % of the canon thread).
+                let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut []);
+                match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut resp,
+                    &self.buf[self.start..self.end],
+                    &mut slots,
+                ) {
                     Ok(httparse::Status::Complete(n)) => {
                         let status = resp.code.unwrap_or(0);
                         let mut head = Head {
@@ -336,18 +343,17 @@ impl Conn {
                 Ok(body)
             }
             BodyKind::UntilClose => {
-                body.extend_from_slice(self.pending());
-                self.start = self.end;
-                let mut chunk = [0u8; 16384];
+                // Through the connection's buffer: a chunk array here would sit in every
+                // request's future (16 KB copied each time a request's future is moved).
                 loop {
-                    let r = self.io.read(&mut chunk).await.map_err(broken)?;
-                    if r == 0 {
-                        return Ok(body);
-                    }
-                    if body.len() + r > MAX_BODY {
+                    if body.len() + (self.end - self.start) > MAX_BODY {
                         return Err(too_large());
                     }
-                    body.extend_from_slice(&chunk[..r]);
+                    body.extend_from_slice(self.pending());
+                    self.start = self.end;
+                    if self.fill().await.map_err(broken)? == 0 {
+                        return Ok(body);
+                    }
                 }
             }
             BodyKind::Chunked => {

@@ -61,7 +61,8 @@ fn bodies_by_length_chunks_and_close_on_one_kept_alive_connection() {
             .into(),
         "HTTP/1.1 204 No Content\r\n\r\n".into(),
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".into(),
-        "HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nuntil close".to_owned() + CLOSE,
+        // Close-delimited, over many reads of the connection's 8 KB buffer.
+        format!("HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nuntil close{big}") + CLOSE,
     ]);
     let client = Client::default();
     let url = server.url("/p?q=1");
@@ -85,7 +86,8 @@ fn bodies_by_length_chunks_and_close_on_one_kept_alive_connection() {
         let r = client.send(url.as_bytes(), &get("HEAD")).await.unwrap();
         assert_eq!((r.status, r.body.len()), (200, 0), "HEAD has no body");
         let r = client.send(url.as_bytes(), &get("GET")).await.unwrap();
-        assert_eq!((r.status, &r.body[..]), (500, &b"until close"[..]));
+        assert_eq!(r.status, 500);
+        assert_eq!(r.body, format!("until close{big}").into_bytes());
     });
     assert_eq!(
         server.accepted(),
@@ -226,11 +228,23 @@ fn a_silent_server_times_out() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let client = Client::default();
-    let req = Request {
-        timeout: Duration::from_millis(200),
-        ..get("GET")
-    };
-    let e = block_on(client.send(url.as_bytes(), &req)).unwrap_err();
-    assert_eq!(e, "timed out after 200ms");
+    // The client reuses its timer: each request's timeout holds, shorter or longer than the
+    // one before.
+    block_on(async {
+        for ms in [200u64, 60, 300] {
+            let req = Request {
+                timeout: Duration::from_millis(ms),
+                ..get("GET")
+            };
+            let t0 = std::time::Instant::now();
+            let e = client.send(url.as_bytes(), &req).await.unwrap_err();
+            let took = t0.elapsed();
+            assert_eq!(e, format!("timed out after {ms}ms"));
+            assert!(
+                took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 150),
+                "{ms} ms timeout took {took:?}"
+            );
+        }
+    });
     drop(listener);
 }

@@ -303,7 +303,7 @@ impl Script for LuaScript {
                         f64,
                         LuaValue,
                         Option<String>,
-                        LuaValue,
+                        Option<Table>,
                         Option<Table>,
                         Option<Table>,
                     )| {
@@ -316,25 +316,20 @@ impl Script for LuaScript {
                             error = format!("{phase}: {error}");
                         }
                         let mut list = Timers::new();
-                        match timers {
-                            LuaValue::Table(timers) => {
-                                for pair in timers.pairs::<String, f64>() {
-                                    match pair {
-                                        Ok(kv) => list.push(kv),
-                                        Err(e) if error.is_empty() => {
-                                            error = format!(
-                                                "t.custom_timers must map names to seconds: {}",
-                                                message(&e)
-                                            )
-                                        }
-                                        Err(_) => {}
+                        // nil: no timers (the prelude checked that they were a table).
+                        if let Some(timers) = timers {
+                            for pair in timers.pairs::<String, f64>() {
+                                match pair {
+                                    Ok(kv) => list.push(kv),
+                                    Err(e) if error.is_empty() => {
+                                        error = format!(
+                                            "t.custom_timers must map names to seconds: {}",
+                                            message(&e)
+                                        )
                                     }
+                                    Err(_) => {}
                                 }
                             }
-                            _ if error.is_empty() => {
-                                error = "t.custom_timers must be a table".into()
-                            }
-                            _ => {}
                         }
                         // Lua's table order is arbitrary; a stable order keeps CSV columns stable.
                         list.sort_by(|a, b| a.0.cmp(&b.0));

@@ -67,12 +67,21 @@ return function(setup, run, tear_down, go, report, paced, tally)
       if not ok and err == nil then err, phase = e, "tear_down" end
     end
     local timers = t.custom_timers
+    -- Checked here so the report sees nil in the common case (no timers): handing a table to
+    -- the Rust side costs a registry reference and an iterator for nothing.
+    local timed = timers
+    if type(timers) ~= "table" then
+      if err == nil then err = "t.custom_timers must be a table" end
+      timed = nil
+    elseif next(timers) == nil then
+      timed = nil
+    end
     -- What check() and oct.counter() tallied in this iteration, if anything.
     local checks, counters = tally.checks, tally.counters
     if next(checks) ~= nil then tally.checks = {} else checks = nil end
     if next(counters) ~= nil then tally.counters = {} else counters = nil end
     -- Sends the result; says whether to go on.
-    go = report(elapsed, err, phase, timers, checks, counters)
+    go = report(elapsed, err, phase, timed, checks, counters)
     if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
     -- A script that never awaits (no I/O, no sleep) must not starve the canons beside it.
     n = n + 1

@@ -189,6 +189,36 @@ fn timers_errors_and_builtins() {
 }
 
 #[test]
+fn custom_timers_that_are_not_a_table_of_seconds_are_error_results() {
+    let got = iterate(
+        r#"
+        local n = 0
+        function run(t)
+          n = n + 1
+          if n == 1 then t.custom_timers = 5
+          elseif n == 2 then t.custom_timers = nil
+          elseif n == 3 then t.custom_timers.x = "slow"
+          elseif n == 4 then t.custom_timers = 5 error("own error first") end
+        end
+        "#,
+        5,
+    );
+    assert_eq!(got[0].error, "t.custom_timers must be a table");
+    assert_eq!(got[1].error, "t.custom_timers must be a table");
+    assert!(
+        got[2]
+            .error
+            .starts_with("t.custom_timers must map names to seconds"),
+        "{}",
+        got[2].error
+    );
+    assert_eq!(got[3].error, "s.lua:8: own error first");
+    // A fresh table after each of them: the next iteration is clean.
+    assert_eq!(got[4].error, "");
+    assert!(got.iter().all(|it| it.timers.is_empty()));
+}
+
+#[test]
 fn load_errors_are_clear() {
     let e = load("function run(t) end end").err().unwrap();
     assert!(e.0.starts_with("s.lua:1:"), "{}", e.0);
