@@ -4,31 +4,45 @@
 #   canons doing one GET per transaction, every result sent to and stored by the HQ) pinned to
 #   core 1; 10 s each, alternated 3 times. Prints turret RPS / wrk RPS.
 # Then the turret's peak RSS with 1,000 and 10,000 canons.
+# Usage: bench/turret-vs-wrk.sh [OCT_BINARY ...]   (default: target/release/oct, built here)
+#   With several binaries each round runs wrk, then each binary in turn: builds compared in the
+#   same run, each against the wrk of its round (the RSS runs use the first).
 # Env: ROUNDS (3), SECS (10), CANONS (50), NORSS=1 skips the RSS runs. Needs: apt-get install nginx wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; SECS=${SECS:-10}; CANONS=${CANONS:-50}
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 2; }
-cargo build --release --quiet
-OCT=$PWD/target/release/oct
+if [ $# -eq 0 ]; then
+  cargo build --release --quiet
+  set -- "$PWD/target/release/oct"
+fi
+OCT=$1
 . bench/nginx-target.sh
 start_nginx
 
 project "$work/p" "$CANONS" "$SECS"
 echo "nginx on core 0, load on core 1; $CANONS connections/canons, ${SECS}s each, $ROUNDS rounds"
-ratios=()
+declare -A ratios
 for r in $(seq 1 "$ROUNDS"); do
   wrk_rps=$(taskset -c 1 wrk -t1 -c"$CANONS" -d"${SECS}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
-  out=$(taskset -c 1 "$OCT" run "$work/p" --local --no-results -o "$work/out$r" 2>/dev/null)
-  n=$(echo "$out" | awk '/^transactions:/ {print $2}')
-  lost=$(echo "$out" | awk '/^lost:/ {print $2}')
-  errors=$(echo "$out" | awk '/^errors:/ {print $2}')
-  oct_rps=$(python3 -c "print(f'{$n/$SECS:.0f}')")
-  ratio=$(python3 -c "print(f'{$n/$SECS/$wrk_rps:.3f}')")
-  ratios+=("$ratio")
-  echo "round $r: wrk $wrk_rps req/s | oct turret $oct_rps req/s ($n stored, errors $errors, lost $lost) | ratio ${ratio}x"
+  i=0
+  for oct in "$@"; do
+    i=$((i + 1))
+    out=$(taskset -c 1 "$oct" run "$work/p" --local --no-results -o "$work/out$r-$i" 2>/dev/null)
+    n=$(echo "$out" | awk '/^transactions:/ {print $2}')
+    lost=$(echo "$out" | awk '/^lost:/ {print $2}')
+    errors=$(echo "$out" | awk '/^errors:/ {print $2}')
+    oct_rps=$(python3 -c "print(f'{$n/$SECS:.0f}')")
+    ratio=$(python3 -c "print(f'{$n/$SECS/$wrk_rps:.3f}')")
+    ratios[$oct]="${ratios[$oct]:-} $ratio"
+    label=""; [ $# -eq 1 ] || label=" $oct"
+    echo "round $r: wrk $wrk_rps req/s | oct turret$label $oct_rps req/s ($n stored, errors $errors, lost $lost) | ratio ${ratio}x"
+  done
 done
-python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'median ratio turret/wrk: {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})')" "${ratios[@]}"
+for oct in "$@"; do
+  label=""; [ $# -eq 1 ] || label=" ($oct)"
+  python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[2:]]; print(f'median ratio turret/wrk{sys.argv[1]}: {statistics.median(r):.3f}x (min {min(r):.3f}, max {max(r):.3f})')" "$label" ${ratios[$oct]}
+done
 
 rss() { # $1 canons: peak RSS of the turret process while its canons run
   project "$work/m$1" "$1" 5

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{
-    ChunkMode, Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, ThreadStatus,
-    Value as LuaValue,
+    ChunkMode, FromLuaMulti, Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table,
+    ThreadStatus, Value as LuaValue,
 };
 use protocol::Timers;
 
@@ -276,6 +276,49 @@ fn tallied_counters(t: Table) -> Timers {
     out
 }
 
+/// The iteration the prelude yielded with `oct:report`: `elapsed, err, phase, timers, checks,
+/// counters`, each but the first possibly nil.
+fn iteration(lua: &Lua, values: MultiValue) -> mlua::Result<Iteration> {
+    let (elapsed, e, phase, timers, checks, counters): (
+        f64,
+        LuaValue,
+        Option<String>,
+        Option<Table>,
+        Option<Table>,
+        Option<Table>,
+    ) = FromLuaMulti::from_lua_multi(values, lua)?;
+    let mut error = if e.is_nil() {
+        String::new()
+    } else {
+        error_text(&e)
+    };
+    if let Some(phase) = phase {
+        error = format!("{phase}: {error}");
+    }
+    let mut list = Timers::new();
+    // nil: no timers (the prelude checked that they were a table).
+    if let Some(timers) = timers {
+        for pair in timers.pairs::<String, f64>() {
+            match pair {
+                Ok(kv) => list.push(kv),
+                Err(e) if error.is_empty() => {
+                    error = format!("t.custom_timers must map names to seconds: {}", message(&e))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    // Lua's table order is arbitrary; a stable order keeps CSV columns stable.
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Iteration {
+        scriptrun_time: elapsed,
+        error,
+        timers: list,
+        checks: checks.map(tallied_checks).unwrap_or_default(),
+        counters: counters.map(tallied_counters).unwrap_or_default(),
+    })
+}
+
 /// Turns what a failed `pcall` returned into the result's error message.
 fn error_text(v: &LuaValue) -> String {
     match v {
@@ -295,55 +338,6 @@ impl Script for LuaScript {
             // Whether to start at all; after that, each report says whether to go on.
             let go = canon.keep_going();
             let paced = canon.paced();
-            let pacer = Rc::clone(&canon);
-            let report = lua
-                .create_function(
-                    move |_,
-                          (elapsed, e, phase, timers, checks, counters): (
-                        f64,
-                        LuaValue,
-                        Option<String>,
-                        Option<Table>,
-                        Option<Table>,
-                        Option<Table>,
-                    )| {
-                        let mut error = if e.is_nil() {
-                            String::new()
-                        } else {
-                            error_text(&e)
-                        };
-                        if let Some(phase) = phase {
-                            error = format!("{phase}: {error}");
-                        }
-                        let mut list = Timers::new();
-                        // nil: no timers (the prelude checked that they were a table).
-                        if let Some(timers) = timers {
-                            for pair in timers.pairs::<String, f64>() {
-                                match pair {
-                                    Ok(kv) => list.push(kv),
-                                    Err(e) if error.is_empty() => {
-                                        error = format!(
-                                            "t.custom_timers must map names to seconds: {}",
-                                            message(&e)
-                                        )
-                                    }
-                                    Err(_) => {}
-                                }
-                            }
-                        }
-                        // Lua's table order is arbitrary; a stable order keeps CSV columns stable.
-                        list.sort_by(|a, b| a.0.cmp(&b.0));
-                        canon.report(Iteration {
-                            scriptrun_time: elapsed,
-                            error,
-                            timers: list,
-                            checks: checks.map(tallied_checks).unwrap_or_default(),
-                            counters: counters.map(tallied_counters).unwrap_or_default(),
-                        });
-                        Ok(canon.keep_going())
-                    },
-                )
-                .map_err(err)?;
             let thread = lua.create_thread(self.shared.looper.clone()).map_err(err)?;
             let client = crate::http::Client::default();
             let mut args = (
@@ -351,7 +345,6 @@ impl Script for LuaScript {
                 self.run.clone(),
                 self.tear_down.clone(),
                 go,
-                report,
                 paced,
                 self.tally.clone(),
             )
@@ -382,13 +375,20 @@ impl Script for LuaScript {
                         }
                         MultiValue::new()
                     }
-                    b"oct:pace" => pacer.pace().await.into_lua_multi(lua).map_err(err)?,
+                    b"oct:report" => {
+                        canon.report(iteration(lua, out).map_err(err)?);
+                        // NOTE: the canons beside this one take their turn before this one
+                        // starts its next iteration, so the requests of a turn leave in a
+                        // burst. A request sent alone finds its server asleep more often than
+                        // not, and waking it costs the sender's core more than a turn does
+                        // (bench/RESULTS.md, "wake-ups"); the wait is outside any timing. It
+                        // also keeps a script that never awaits from starving the others.
+                        tokio::task::yield_now().await;
+                        canon.keep_going().into_lua_multi(lua).map_err(err)?
+                    }
+                    b"oct:pace" => canon.pace().await.into_lua_multi(lua).map_err(err)?,
                     b"oct:tcp" => raise(lua, crate::tcp::perform(lua, out).await)?,
                     b"oct:ws" => raise(lua, crate::ws::perform(lua, out).await)?,
-                    b"oct:yield" => {
-                        tokio::task::yield_now().await;
-                        MultiValue::new()
-                    }
                     _ => return Err(ScriptError(YIELDED.into())),
                 };
             }

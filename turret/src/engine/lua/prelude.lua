@@ -1,14 +1,12 @@
 local clock = ...
 local co_yield = coroutine.yield
--- Let the canons beside this one run: the driver resumes at once after a turn.
-local function yield_now() co_yield("oct:yield") end
 local pcall, setmetatable, type, next = pcall, setmetatable, type, next
 
 -- A script's own coroutines may call http.* and oct.sleep too: what they yield for the turret
 -- ("oct:…") is passed up to the canon's driver, and its answer handed back down, so the
 -- script's coroutine.resume only ever sees the script's own yields.
 local co_resume, co_status, co_create, co_close = coroutine.resume, coroutine.status, coroutine.create, coroutine.close
-local OURS = {["oct:http"] = true, ["oct:tcp"] = true, ["oct:ws"] = true, ["oct:sleep"] = true, ["oct:yield"] = true}
+local OURS = {["oct:http"] = true, ["oct:tcp"] = true, ["oct:ws"] = true, ["oct:sleep"] = true}
 local function pass(co, ok, tag, ...)
   if ok and OURS[tag] and co_status(co) == "suspended" then
     return pass(co, co_resume(co, co_yield(tag, ...)))
@@ -39,8 +37,7 @@ function T:timer(name, fn, ...)
   self.custom_timers[name] = clock() - t0
   return table.unpack(r, 1, r.n)
 end
-return function(setup, run, tear_down, go, report, paced, tally)
-  local n = 0
+return function(setup, run, tear_down, go, paced, tally)
   -- One `t` for the canon's life, its timers table replaced only once used: an iteration
   -- that times nothing leaves nothing for the collector.
   local t = setmetatable({custom_timers = {}}, T)
@@ -80,11 +77,9 @@ return function(setup, run, tear_down, go, report, paced, tally)
     local checks, counters = tally.checks, tally.counters
     if next(checks) ~= nil then tally.checks = {} else checks = nil end
     if next(counters) ~= nil then tally.counters = {} else counters = nil end
-    -- Sends the result; says whether to go on.
-    go = report(elapsed, err, phase, timed, checks, counters)
+    -- The driver sends the result and lets the canons beside this one take their turn before
+    -- this one starts its next iteration; the answer says whether to go on.
+    go = co_yield("oct:report", elapsed, err, phase, timed, checks, counters)
     if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
-    -- A script that never awaits (no I/O, no sleep) must not starve the canons beside it.
-    n = n + 1
-    if n % 64 == 0 then yield_now() end
   end
 end

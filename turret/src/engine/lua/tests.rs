@@ -1,4 +1,4 @@
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::*;
 
@@ -422,5 +422,69 @@ fn bad_http_arguments_are_clear_errors() {
     ] {
         let got = iterate(&format!("function run(t) {call} end"), 1);
         assert!(got[0].error.contains(want), "{call}: {}", got[0].error);
+    }
+}
+
+/// Records which canon reported, in the order the reports came.
+struct Turns {
+    index: u64,
+    n: usize,
+    done: Cell<usize>,
+    order: Rc<RefCell<Vec<u64>>>,
+}
+
+impl Canon for Turns {
+    fn keep_going(&self) -> bool {
+        self.done.get() < self.n
+    }
+    fn report(&self, _: Iteration) {
+        self.done.set(self.done.get() + 1);
+        self.order.borrow_mut().push(self.index);
+    }
+}
+
+#[test]
+fn canons_on_one_thread_take_turns_after_each_iteration() {
+    // A script that never awaits: without a turn at each iteration's end, one canon ran 64
+    // iterations before the next got the thread, and its requests left one by one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.lua");
+    std::fs::write(
+        &path,
+        "function run(t) local x = 0 for i = 1, 10 do x = x + i end end",
+    )
+    .unwrap();
+    let engine = LuaEngine::read(&path).unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let local = tokio::task::LocalSet::new();
+    for index in 0..3 {
+        let info = CanonInfo {
+            index,
+            canons: 3,
+            turret: "nav".into(),
+            context: serde_json::json!({}),
+            config: serde_json::json!({}),
+            data: Default::default(),
+        };
+        let canon = Rc::new(Turns {
+            index,
+            n: 4,
+            done: Cell::new(0),
+            order: Rc::clone(&order),
+        });
+        local.spawn_local(engine.load(&info).unwrap().run_loop(canon));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(local);
+    // Each round, every canon runs one iteration (in whatever order the scheduler picks).
+    let order = order.borrow();
+    assert_eq!(order.len(), 12);
+    for round in order.chunks(3) {
+        let mut round = round.to_vec();
+        round.sort();
+        assert_eq!(round, [0, 1, 2], "{order:?}");
     }
 }
