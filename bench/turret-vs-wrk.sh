@@ -28,7 +28,9 @@ for r in $(seq 1 "$ROUNDS"); do
   i=0
   for oct in "$@"; do
     i=$((i + 1))
-    out=$(taskset -c 1 "$oct" run "$work/p" --local --no-results -o "$work/out$r-$i" 2>/dev/null)
+    if ! out=$(taskset -c 1 "$oct" run "$work/p" --local --no-results -o "$work/out$r-$i" 2>"$work/err"); then
+      echo "round $r: $oct run failed:" >&2; tail -n 20 "$work/err" >&2; echo "$out" | tail -n 20 >&2; exit 1
+    fi
     n=$(echo "$out" | awk '/^transactions:/ {print $2}')
     lost=$(echo "$out" | awk '/^lost:/ {print $2}')
     errors=$(echo "$out" | awk '/^errors:/ {print $2}')
