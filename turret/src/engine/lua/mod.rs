@@ -350,8 +350,9 @@ impl Script for LuaScript {
             )
                 .into_lua_multi(lua)
                 .map_err(err)?;
-            // Drive the canon's coroutine: it yields what it waits for (a request, a sleep, a
-            // turn), the driver awaits it and resumes the script with the answer.
+            // Drive the canon's coroutine: it yields what it waits for (a request, a sleep, the
+            // next iteration's turn after its result), the driver awaits it and resumes the
+            // script with the answer.
             loop {
                 let mut out: MultiValue = thread.resume(args).map_err(err)?;
                 if thread.status() != ThreadStatus::Resumable {
@@ -379,10 +380,10 @@ impl Script for LuaScript {
                         canon.report(iteration(lua, out).map_err(err)?);
                         // NOTE: the canons beside this one take their turn before this one
                         // starts its next iteration, so the requests of a turn leave in a
-                        // burst. A request sent alone finds its server asleep more often than
-                        // not, and waking it costs the sender's core more than a turn does
-                        // (bench/RESULTS.md, "wake-ups"); the wait is outside any timing. It
-                        // also keeps a script that never awaits from starving the others.
+                        // burst. A request sent alone often finds its server asleep, and waking
+                        // it costs the sender's core more than a turn does (bench/RESULTS.md,
+                        // "The target's wake-ups"); the wait is outside any timing. It also
+                        // keeps a script that never awaits from starving the others.
                         tokio::task::yield_now().await;
                         canon.keep_going().into_lua_multi(lua).map_err(err)?
                     }
