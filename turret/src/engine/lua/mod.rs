@@ -383,8 +383,12 @@ impl Script for LuaScript {
                         // burst. A request sent alone often finds its server asleep, and waking
                         // it costs the sender's core more than a turn does (bench/RESULTS.md,
                         // "The target's wake-ups"); the wait is outside any timing. It also
-                        // keeps a script that never awaits from starving the others.
-                        tokio::task::yield_now().await;
+                        // keeps a script that never awaits from starving the others. Paced canons
+                        // wait for their dispatcher instead, which must find them idle in their
+                        // pool the moment an iteration falls due, not in a turn.
+                        if !paced {
+                            tokio::task::yield_now().await;
+                        }
                         canon.keep_going().into_lua_multi(lua).map_err(err)?
                     }
                     b"oct:pace" => canon.pace().await.into_lua_multi(lua).map_err(err)?,

@@ -38,15 +38,30 @@ fn iterate(src: &str, n: usize) -> Vec<Iteration> {
         n,
         got: RefCell::new(Vec::new()),
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     tokio::task::LocalSet::new()
-        .block_on(&rt, script.run_loop(canon.clone()))
+        .block_on(&runtime(), script.run_loop(canon.clone()))
         .unwrap();
     let got = canon.got.borrow().clone();
     got
+}
+
+/// Canon `index` of `canons`, of turret "nav", with an empty context.
+fn canon_info(index: u64, canons: u64) -> CanonInfo {
+    CanonInfo {
+        index,
+        canons,
+        turret: "nav".into(),
+        context: serde_json::json!({}),
+        config: serde_json::json!({}),
+        data: Default::default(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -73,21 +88,10 @@ fn canons_sharing_a_thread_keep_their_globals_and_locals_apart() {
     )
     .unwrap();
     let engine = LuaEngine::read(&path).unwrap();
-    let info = |index| CanonInfo {
-        index,
-        canons: 2,
-        turret: "nav".into(),
-        context: serde_json::json!({}),
-        config: serde_json::json!({}),
-        data: Default::default(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (a, b) = (
-        engine.load(&info(0)).unwrap(),
-        engine.load(&info(1)).unwrap(),
+        engine.load(&canon_info(0, 2)).unwrap(),
+        engine.load(&canon_info(1, 2)).unwrap(),
     );
     let collect = |n| {
         Rc::new(Collect {
@@ -458,27 +462,15 @@ fn canons_on_one_thread_take_turns_after_each_iteration() {
     let order = Rc::new(RefCell::new(Vec::new()));
     let local = tokio::task::LocalSet::new();
     for index in 0..3 {
-        let info = CanonInfo {
-            index,
-            canons: 3,
-            turret: "nav".into(),
-            context: serde_json::json!({}),
-            config: serde_json::json!({}),
-            data: Default::default(),
-        };
         let canon = Rc::new(Turns {
             index,
             n: 4,
             done: Cell::new(0),
             order: Rc::clone(&order),
         });
-        local.spawn_local(engine.load(&info).unwrap().run_loop(canon));
+        local.spawn_local(engine.load(&canon_info(index, 3)).unwrap().run_loop(canon));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(local);
+    runtime().block_on(local);
     // Each round, every canon runs one iteration (in whatever order the scheduler picks).
     let order = order.borrow();
     assert_eq!(order.len(), 12);
