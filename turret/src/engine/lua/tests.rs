@@ -17,10 +17,15 @@ impl Canon for Collect {
     }
 }
 
-fn load(src: &str) -> Result<Box<dyn Script>, ScriptError> {
+/// An engine for the script `src` (read from a file, as a turret reads it).
+fn engine(src: &str) -> Result<LuaEngine, ScriptError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.lua");
     std::fs::write(&path, src).unwrap();
+    LuaEngine::read(&path)
+}
+
+fn load(src: &str) -> Result<Box<dyn Script>, ScriptError> {
     let info = CanonInfo {
         index: 3,
         canons: 4,
@@ -29,7 +34,7 @@ fn load(src: &str) -> Result<Box<dyn Script>, ScriptError> {
         config: serde_json::json!({}),
         data: Default::default(),
     };
-    LuaEngine::read(&path)?.load(&info)
+    engine(src)?.load(&info)
 }
 
 fn iterate(src: &str, n: usize) -> Vec<Iteration> {
@@ -66,10 +71,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn canons_sharing_a_thread_keep_their_globals_and_locals_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.lua");
-    std::fs::write(
-        &path,
+    let engine = engine(
         r#"
         local count = 0
         mine = oct.canon
@@ -87,7 +89,6 @@ fn canons_sharing_a_thread_keep_their_globals_and_locals_apart() {
         "#,
     )
     .unwrap();
-    let engine = LuaEngine::read(&path).unwrap();
     let rt = runtime();
     let (a, b) = (
         engine.load(&canon_info(0, 2)).unwrap(),
@@ -451,14 +452,7 @@ impl Canon for Turns {
 fn canons_on_one_thread_take_turns_after_each_iteration() {
     // A script that never awaits: without a turn at each iteration's end, one canon ran 64
     // iterations before the next got the thread, and its requests left one by one.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.lua");
-    std::fs::write(
-        &path,
-        "function run(t) local x = 0 for i = 1, 10 do x = x + i end end",
-    )
-    .unwrap();
-    let engine = LuaEngine::read(&path).unwrap();
+    let engine = engine("function run(t) local x = 0 for i = 1, 10 do x = x + i end end").unwrap();
     let order = Rc::new(RefCell::new(Vec::new()));
     let local = tokio::task::LocalSet::new();
     for index in 0..3 {
