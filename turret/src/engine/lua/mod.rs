@@ -24,7 +24,7 @@ use protocol::Timers;
 use super::{Canon, CanonInfo, Engine, Iteration, LocalFuture, Script, ScriptError};
 
 /// The per-iteration object `t` and the canon loop, written in Lua: a transaction crosses into
-/// Rust only for its own I/O and one `report` call. Returns the loop function.
+/// Rust only for its own I/O and one `oct:report` yield. Returns the loop function.
 const PRELUDE: &str = include_str!("prelude.lua");
 
 /// A canon's global table: its own globals, the shared ones read through. `_G` is the canon's
