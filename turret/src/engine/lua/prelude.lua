@@ -77,8 +77,8 @@ return function(setup, run, tear_down, go, paced, tally)
     local checks, counters = tally.checks, tally.counters
     if next(checks) ~= nil then tally.checks = {} else checks = nil end
     if next(counters) ~= nil then tally.counters = {} else counters = nil end
-    -- The driver sends the result and lets the canons beside this one take their turn before
-    -- this one starts its next iteration; the answer says whether to go on.
+    -- The driver sends the result and, unless paced, lets the canons beside this one take
+    -- their turn before this one starts its next iteration; the answer says whether to go on.
     go = co_yield("oct:report", elapsed, err, phase, timed, checks, counters)
     if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
   end
