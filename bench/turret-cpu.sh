@@ -3,7 +3,8 @@
 # requests/s: nginx (Debian package) pinned to core 0; an HQ (`oct run`) and one turret
 # (`oct turret`, 50 canons doing one GET per transaction, `workers: 1`) both on core 1; SECS
 # seconds per run. Prints, per run, transactions/s, the µs of CPU (user + system) each
-# process spent per transaction stored, and how often nginx's worker went to sleep per
+# process spent per transaction stored (the turret's user-space part too: what its own code
+# costs, steadier than the kernel's part on a shared VM), and how often nginx's worker went to sleep per
 # transaction (each sleep is a wake-up the turret pays for in its next send).
 # Usage: bench/turret-cpu.sh [OCT_BINARY ...]   (default: target/release/oct, built here)
 #   Several binaries are run in turn, ROUNDS times, to compare builds on the same nginx.
@@ -46,13 +47,14 @@ _, status, usage = os.wait4(hq.pid, 0)
 nginx_sleeps = sleeps() - sleeps0
 tick = os.sysconf("SC_CLK_TCK")
 fields = open(f"/proc/{turret.pid}/stat").read().rsplit(")", 1)[1].split()
-turret_cpu = (int(fields[11]) + int(fields[12])) / tick
+turret_user = int(fields[11]) / tick
+turret_cpu = turret_user + int(fields[12]) / tick
 turret.kill(); turret.wait()
 n = next(int(l.split()[1]) for l in text.splitlines() if l.startswith("transactions:"))
 lost = next(l.split(maxsplit=1)[1] for l in text.splitlines() if l.startswith("lost:"))
 hq_cpu = usage.ru_utime + usage.ru_stime
 print(f"round {r} {oct}: {n / secs:,.0f} transactions/s (lost {lost}) | "
-      f"turret {turret_cpu * 1e6 / n:.2f} µs/transaction, HQ {hq_cpu * 1e6 / n:.2f} µs/transaction | "
+      f"turret {turret_cpu * 1e6 / n:.2f} µs/transaction ({turret_user * 1e6 / n:.2f} user), HQ {hq_cpu * 1e6 / n:.2f} µs/transaction | "
       f"nginx slept {nginx_sleeps / n:.3f} times a transaction")
 PY
   done

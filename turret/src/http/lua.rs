@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
 
-use super::{Client, Request, DEFAULT_TIMEOUT};
+use super::{Client, Request, Response, DEFAULT_TIMEOUT};
 
 pub(super) fn encode_query(pairs: &[(String, String)]) -> String {
     fn enc(s: &str, out: &mut String) {
@@ -295,17 +295,7 @@ pub async fn perform(lua: &Lua, client: &Client, mut args: MultiValue) -> mlua::
             body: &body,
             timeout,
         };
-        let failed = |e: String| {
-            (
-                LuaValue::Nil,
-                format!(
-                    "{} {}: {e}",
-                    String::from_utf8_lossy(&method),
-                    String::from_utf8_lossy(&url)
-                ),
-            )
-                .into_lua_multi(lua)
-        };
+        let failed = |e: String| (LuaValue::Nil, failure(&method, &url, &e)).into_lua_multi(lua);
         let resp = match client.send(&url, &req).await {
             Ok(resp) => resp,
             Err(e) => return failed(e),
@@ -369,6 +359,37 @@ pub async fn perform(lua: &Lua, client: &Client, mut args: MultiValue) -> mlua::
         client.recycle(resp);
         return out;
     }
+}
+
+/// A request's error as the script sees it: the method and URL, then what went wrong.
+fn failure(method: &[u8], url: &[u8], e: &str) -> String {
+    format!(
+        "{} {}: {e}",
+        String::from_utf8_lossy(method),
+        String::from_utf8_lossy(url)
+    )
+}
+
+/// The common request — a method and URL, a string body or none, no options — sent with no
+/// Lua value in between: the canon's driver reads these off its coroutine's stack
+/// (`engine::lua::co`) and pushes the response's status, body and header block back. The
+/// error names the method and URL, as [`perform`]'s does.
+pub async fn send_plain(
+    client: &Client,
+    method: &[u8],
+    url: &[u8],
+    body: &[u8],
+) -> Result<Response, String> {
+    let req = Request {
+        method,
+        headers: &[],
+        body,
+        timeout: DEFAULT_TIMEOUT,
+    };
+    client
+        .send(url, &req)
+        .await
+        .map_err(|e| failure(method, url, &e))
 }
 
 pub(super) fn rt(message: &str) -> mlua::Error {

@@ -10,18 +10,21 @@
 //! memory — with 50 canons on one core, what decides the turret's speed is the cache.
 
 use std::cell::RefCell;
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{
-    ChunkMode, FromLuaMulti, Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table,
-    ThreadStatus, Value as LuaValue,
+    ffi, ChunkMode, Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue,
 };
 use protocol::Timers;
 
 use super::{Canon, CanonInfo, Engine, Iteration, LocalFuture, Script, ScriptError};
+
+mod co;
+use co::{Co, Tag};
 
 /// The per-iteration object `t` and the canon loop, written in Lua: a transaction crosses into
 /// Rust only for its own I/O and one `oct:report` yield. Returns the loop function.
@@ -131,11 +134,12 @@ impl LuaEngine {
             .into();
         install(&lua).map_err(err)?;
         let looper: Function = {
-            // SAFETY: `clock` only pushes a number onto the stack it is given.
+            // SAFETY: each pushes one value onto the stack it is given.
             let clock = unsafe { lua.create_c_function(clock) }.map_err(err)?;
+            let state_of = unsafe { lua.create_c_function(co::state_of) }.map_err(err)?;
             lua.load(PRELUDE)
                 .set_name("@oct-prelude")
-                .call(clock)
+                .call((clock, state_of))
                 .map_err(err)?
         };
         let g = lua.globals();
@@ -277,27 +281,27 @@ fn tallied_counters(t: Table) -> Timers {
 }
 
 /// The iteration the prelude yielded with `oct:report`: `elapsed, err, phase, timers, checks,
-/// counters`, each but the first possibly nil.
-fn iteration(lua: &Lua, values: MultiValue) -> mlua::Result<Iteration> {
-    let (elapsed, e, phase, timers, checks, counters): (
-        f64,
-        LuaValue,
-        Option<String>,
-        Option<Table>,
-        Option<Table>,
-        Option<Table>,
-    ) = FromLuaMulti::from_lua_multi(values, lua)?;
-    let mut error = if e.is_nil() {
-        String::new()
-    } else {
-        error_text(&e)
+/// counters`, each but the first possibly nil. Numbers, strings and nils are read off the
+/// coroutine's stack; an error that is not a string, and the tables, as mlua values.
+fn iteration(lua: &Lua, co: &Co) -> mlua::Result<Iteration> {
+    let elapsed = co.number(1).unwrap_or(0.0);
+    let mut error = match (co.kind(2), co.bytes(2)) {
+        (ffi::LUA_TNIL, _) => String::new(),
+        (_, Some(text)) => String::from_utf8_lossy(text).into_owned(),
+        _ => error_text(&co.value(lua, 2)?),
     };
-    if let Some(phase) = phase {
-        error = format!("{phase}: {error}");
+    if let Some(phase) = co.bytes(3) {
+        error = format!("{}: {error}", String::from_utf8_lossy(phase));
     }
+    let table = |i| -> mlua::Result<Option<Table>> {
+        if co.kind(i) != ffi::LUA_TTABLE {
+            return Ok(None);
+        }
+        Ok(co.value(lua, i)?.as_table().cloned())
+    };
     let mut list = Timers::new();
     // nil: no timers (the prelude checked that they were a table).
-    if let Some(timers) = timers {
+    if let Some(timers) = table(4)? {
         for pair in timers.pairs::<String, f64>() {
             match pair {
                 Ok(kv) => list.push(kv),
@@ -314,8 +318,8 @@ fn iteration(lua: &Lua, values: MultiValue) -> mlua::Result<Iteration> {
         scriptrun_time: elapsed,
         error,
         timers: list,
-        checks: checks.map(tallied_checks).unwrap_or_default(),
-        counters: counters.map(tallied_counters).unwrap_or_default(),
+        checks: table(5)?.map(tallied_checks).unwrap_or_default(),
+        counters: table(6)?.map(tallied_counters).unwrap_or_default(),
     })
 }
 
@@ -340,7 +344,7 @@ impl Script for LuaScript {
             let paced = canon.paced();
             let thread = lua.create_thread(self.shared.looper.clone()).map_err(err)?;
             let client = crate::http::Client::default();
-            let mut args = (
+            let args = (
                 self.setup.clone(),
                 self.run.clone(),
                 self.tear_down.clone(),
@@ -350,34 +354,17 @@ impl Script for LuaScript {
             )
                 .into_lua_multi(lua)
                 .map_err(err)?;
+            let mut co = Co::start(thread, args).map_err(err)?;
             // Drive the canon's coroutine: it yields what it waits for (a request, a sleep, the
             // next iteration's turn after its result), the driver awaits it and resumes the
-            // script with the answer.
-            loop {
-                let mut out: MultiValue = thread.resume(args).map_err(err)?;
-                if thread.status() != ThreadStatus::Resumable {
-                    return Ok(());
-                }
-                let tag = match out.pop_front() {
-                    Some(LuaValue::String(s)) => s,
-                    _ => return Err(ScriptError(YIELDED.into())),
-                };
-                let tag = tag.as_bytes();
-                args = match &*tag {
-                    b"oct:http" => raise(lua, crate::http::perform(lua, &client, out).await)?,
-                    b"oct:sleep" => {
-                        let secs = match out.pop_front() {
-                            Some(LuaValue::Number(n)) => n,
-                            Some(LuaValue::Integer(i)) => i as f64,
-                            _ => 0.0,
-                        };
-                        if secs.is_finite() && secs > 0.0 {
-                            tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))).await;
-                        }
-                        MultiValue::new()
-                    }
-                    b"oct:report" => {
-                        canon.report(iteration(lua, out).map_err(err)?);
+            // script with the answer: `answer` values pushed on the coroutine's stack.
+            let mut answer = 0;
+            while let Some(tag) = co.resume(lua, answer).map_err(err)? {
+                answer = match tag {
+                    Tag::Report => {
+                        let iteration = iteration(lua, &co).map_err(err)?;
+                        co.pop();
+                        canon.report(iteration);
                         // NOTE: the canons beside this one take their turn before this one
                         // starts its next iteration, so the requests of a turn leave in a
                         // burst. A request sent alone often finds its server asleep, and waking
@@ -389,16 +376,74 @@ impl Script for LuaScript {
                         if !paced {
                             tokio::task::yield_now().await;
                         }
-                        canon.keep_going().into_lua_multi(lua).map_err(err)?
+                        co.push_bool(canon.keep_going())
                     }
-                    b"oct:pace" => canon.pace().await.into_lua_multi(lua).map_err(err)?,
-                    b"oct:tcp" => raise(lua, crate::tcp::perform(lua, out).await)?,
-                    b"oct:ws" => raise(lua, crate::ws::perform(lua, out).await)?,
-                    _ => return Err(ScriptError(YIELDED.into())),
-                };
+                    Tag::Http if plain_request(&co) => {
+                        let sent = crate::http::send_plain(
+                            &client,
+                            co.bytes(1).unwrap_or_default(),
+                            co.bytes(2).unwrap_or_default(),
+                            co.bytes(3).unwrap_or_default(),
+                        )
+                        .await;
+                        co.pop();
+                        match sent {
+                            Ok(response) => {
+                                let pushed = push_response(&mut co, &response);
+                                client.recycle(response);
+                                pushed
+                            }
+                            Err(message) => co
+                                .push_nil()
+                                .and_then(|_| co.push_bytes(message.as_bytes()))
+                                .map(|_| 2),
+                        }
+                    }
+                    Tag::Sleep => {
+                        let secs = co.number(1).unwrap_or(0.0);
+                        co.pop();
+                        if secs.is_finite() && secs > 0.0 {
+                            tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))).await;
+                        }
+                        Ok(0)
+                    }
+                    Tag::Pace => {
+                        co.pop();
+                        let go = canon.pace().await;
+                        co.push_bool(go)
+                    }
+                    Tag::Http | Tag::Tcp | Tag::Ws => {
+                        let args = co.values(lua).map_err(err)?;
+                        co.pop();
+                        let out = match tag {
+                            Tag::Http => crate::http::perform(lua, &client, args).await,
+                            Tag::Tcp => crate::tcp::perform(lua, args).await,
+                            _ => crate::ws::perform(lua, args).await,
+                        };
+                        co.push_values(lua, raise(lua, out)?)
+                    }
+                    Tag::Other => return Err(ScriptError(YIELDED.into())),
+                }
+                .map_err(err)?;
             }
+            Ok(())
         })
     }
+}
+
+/// What the `http` table's `send` gets back: status, body, header block.
+fn push_response(co: &mut Co, response: &crate::http::Response) -> mlua::Result<c_int> {
+    co.push_int(response.status.into())?;
+    co.push_bytes(&response.body)?;
+    co.push_bytes(response.headers.as_bytes())?;
+    Ok(3)
+}
+
+/// Whether a yielded request is the common kind [`crate::http::send_plain`] sends: method and
+/// URL strings, a string body or none, no options.
+fn plain_request(co: &Co) -> bool {
+    let none = |i| matches!(co.kind(i), ffi::LUA_TNIL | ffi::LUA_TNONE);
+    co.bytes(1).is_some() && co.bytes(2).is_some() && (none(3) || co.bytes(3).is_some()) && none(4)
 }
 
 /// What a request function answers the script: its result, or — for bad arguments — `nil`

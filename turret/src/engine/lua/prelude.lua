@@ -1,4 +1,4 @@
-local clock = ...
+local clock, state_of = ...
 local co_yield = coroutine.yield
 local pcall, setmetatable, type, next = pcall, setmetatable, type, next
 
@@ -38,6 +38,8 @@ function T:timer(name, fn, ...)
   return table.unpack(r, 1, r.n)
 end
 return function(setup, run, tear_down, go, paced, tally)
+  -- Tells the driver which lua_State this coroutine is: it resumes it through the C API.
+  co_yield("oct:state", state_of())
   -- One `t` for the canon's life, its timers table replaced only once used: an iteration
   -- that times nothing leaves nothing for the collector.
   local t = setmetatable({custom_timers = {}}, T)

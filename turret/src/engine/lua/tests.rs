@@ -224,6 +224,47 @@ fn custom_timers_that_are_not_a_table_of_seconds_are_error_results() {
 }
 
 #[test]
+fn errors_that_are_not_strings_are_reported_by_their_text() {
+    // The driver reads a string error off the coroutine's stack; anything else goes through
+    // mlua's values: a number, a table, a Rust function's error.
+    let got = iterate(
+        r#"
+        local n = 0
+        function run(t)
+          n = n + 1
+          if n == 1 then error(42)
+          elseif n == 2 then error(setmetatable({}, {__tostring = function() return "mine" end}))
+          elseif n == 3 then json.decode("{")
+          elseif n == 4 then error("plain", 0) end
+        end
+        "#,
+        5,
+    );
+    let errors: Vec<&str> = got.iter().map(|it| it.error.as_str()).collect();
+    assert_eq!(errors[0], "42");
+    assert_eq!(errors[1], "mine");
+    assert!(errors[2].starts_with("json.decode: "), "{}", errors[2]);
+    assert_eq!(errors[3..], ["plain", ""]);
+}
+
+#[test]
+fn a_script_yielding_its_canons_coroutine_is_a_clear_error() {
+    for script in ["coroutine.yield(1)", "coroutine.yield('oct:bogus')"] {
+        let canon = Rc::new(Collect {
+            n: 3,
+            got: RefCell::new(Vec::new()),
+        });
+        let run = load(&format!("function run(t) {script} end"))
+            .unwrap()
+            .run_loop(canon);
+        let e = tokio::task::LocalSet::new()
+            .block_on(&runtime(), run)
+            .unwrap_err();
+        assert_eq!(e.0, YIELDED, "{script}");
+    }
+}
+
+#[test]
 fn load_errors_are_clear() {
     let e = load("function run(t) end end").err().unwrap();
     assert!(e.0.starts_with("s.lua:1:"), "{}", e.0);
