@@ -67,21 +67,26 @@ return function(setup, run, tear_down, go, paced, tally)
     end
     local timers = t.custom_timers
     -- Checked here so the report sees nil in the common case (no timers): handing a table to
-    -- the Rust side costs a registry reference and an iterator for nothing.
-    local timed = timers
+    -- the Rust side costs a registry slot and an iterator for nothing. `fresh`: t needs a new
+    -- table for the next iteration.
+    local timed, fresh = nil, false
     if type(timers) ~= "table" then
       if err == nil then err = "t.custom_timers must be a table" end
-      timed = nil
-    elseif next(timers) == nil then
-      timed = nil
+      fresh = true
+    elseif next(timers) ~= nil then
+      timed, fresh = timers, true
     end
     -- What check() and oct.counter() tallied in this iteration, if anything.
-    local checks, counters = tally.checks, tally.counters
-    if next(checks) ~= nil then tally.checks = {} else checks = nil end
-    if next(counters) ~= nil then tally.counters = {} else counters = nil end
+    local checks, counters = nil, nil
+    if tally.used then
+      tally.used = false
+      checks, counters = tally.checks, tally.counters
+      if next(checks) ~= nil then tally.checks = {} else checks = nil end
+      if next(counters) ~= nil then tally.counters = {} else counters = nil end
+    end
     -- The driver sends the result and, unless paced, lets the canons beside this one take
     -- their turn before this one starts its next iteration; the answer says whether to go on.
     go = co_yield("oct:report", elapsed, err, phase, timed, checks, counters)
-    if type(timers) ~= "table" or next(timers) ~= nil then t.custom_timers = {} end
+    if fresh then t.custom_timers = {} end
   end
 end

@@ -2,7 +2,9 @@
 -- iteration's result and starts afresh.
 local pcall, pairs, type, tostring, error = pcall, pairs, type, tostring, error
 return function(env)
-  local tally = {checks = {}, counters = {}}
+  -- `used`: whether anything was tallied since the loop last took the tally, so that an
+  -- iteration that tallies nothing costs the loop one field read.
+  local tally = {checks = {}, counters = {}, used = false}
   -- k6's check(value, {name = function(value) return … end, …}): each function that returns a
   -- true value passes, one that returns false, nil or raises fails; true when all passed.
   env.check = function(value, checks)
@@ -16,6 +18,7 @@ return function(env)
       end
       local ok, passed = pcall(fn, value)
       name = tostring(name)
+      tally.used = true
       local c = tally.checks[name]
       if not c then c = {0, 0}; tally.checks[name] = c end
       if ok and passed then c[1] = c[1] + 1 else c[2] = c[2] + 1; all = false end
@@ -29,6 +32,7 @@ return function(env)
       error("oct.counter(name [, n]): n must be a number, not a " .. type(n), 2)
     end
     name = tostring(name)
+    tally.used = true
     tally.counters[name] = (tally.counters[name] or 0) + n
   end
   return tally
