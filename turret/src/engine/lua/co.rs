@@ -51,6 +51,8 @@ pub(super) struct Co {
     state: *mut ffi::lua_State,
     /// How many values the last resume left on top of the stack (its yield's).
     yielded: c_int,
+    /// The stack index of the first of them.
+    base: c_int,
 }
 
 impl Co {
@@ -66,6 +68,7 @@ impl Co {
             _thread: thread,
             state: state.0.cast(),
             yielded: 0,
+            base: 1,
         })
     }
 
@@ -78,17 +81,17 @@ impl Co {
         let status = unsafe { ffi::lua_resume(self.state, std::ptr::null_mut(), nargs, &mut n) };
         match status {
             ffi::LUA_YIELD => {
-                self.yielded = n;
+                self.took(n);
                 Ok(Some(self.tag()))
             }
             ffi::LUA_OK => {
-                self.yielded = n;
+                self.took(n);
                 self.pop();
                 Ok(None)
             }
             _ => {
                 // The error object is on top: a message, or mlua's wrapped Rust error.
-                self.yielded = 1;
+                self.took(1);
                 let e = self.value(lua, 0)?;
                 self.pop();
                 Err(match e {
@@ -99,11 +102,16 @@ impl Co {
         }
     }
 
+    /// Notes that the last resume left `n` values on top of the stack.
+    fn took(&mut self, n: c_int) {
+        self.yielded = n;
+        // SAFETY: `state` is valid; reading its top has no effect.
+        self.base = unsafe { ffi::lua_gettop(self.state) } - n + 1;
+    }
+
     /// The stack index of the `i`-th yielded value (0 = the tag).
     fn index(&self, i: c_int) -> c_int {
-        // SAFETY: `state` is valid; reading its top has no effect.
-        let top = unsafe { ffi::lua_gettop(self.state) };
-        top - self.yielded + 1 + i
+        self.base + i
     }
 
     fn tag(&self) -> Tag {

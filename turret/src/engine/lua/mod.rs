@@ -8,6 +8,13 @@
 //! its own. The libraries, the prelude and the compiled script exist once per thread instead of
 //! once per canon (~35 KB each): a canon costs a few KB, and a transaction touches far less
 //! memory — with 50 canons on one core, what decides the turret's speed is the cache.
+//!
+//! # Layout
+//!
+//! This file builds the shared state and drives each canon's coroutine (`run_loop`); `co`
+//! resumes that coroutine through Lua's C API and reads what it yielded off its stack;
+//! `prelude.lua` is the canon's loop (setup, timed run, tear_down, the `oct:report` yield),
+//! `canon_env.lua` a canon's global table, `tally.lua` `check()` and `oct.counter()`.
 
 use std::cell::RefCell;
 use std::ffi::c_int;
