@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Turret throughput against wrk, on the same nginx (not a test).
 #   nginx (Debian package) pinned to core 0; wrk, then `oct run --local` (HQ + one turret of 50
-#   canons doing one GET per transaction, every result sent to and stored by the HQ) pinned to
-#   core 1; 10 s each, alternated 3 times. Prints turret RPS / wrk RPS.
+#   canons doing one GET per transaction, every result sent to and stored by the HQ), then wrk
+#   again, pinned to core 1; 10 s each, 3 rounds. Prints turret RPS / wrk RPS, wrk's being the
+#   mean of the runs just before and just after: this VM's speed drifts by ±20 % within
+#   minutes, and a reference on both sides of the turret's run cancels a steady drift.
 # Then the turret's peak RSS with 1,000 and 10,000 canons.
 # Usage: bench/turret-vs-wrk.sh [OCT_BINARY ...]   (default: target/release/oct, built here)
-#   With several binaries each round runs wrk, then each binary in turn: builds compared in the
-#   same run, each against the wrk of its round (the RSS runs use the first).
+#   With several binaries each round runs wrk, then each binary in turn, then wrk: builds
+#   compared in the same run, each against the wrk of its round (the RSS runs use the first).
 # Env: ROUNDS (3), SECS (10), CANONS (50), NORSS=1 skips the RSS runs. Needs: apt-get install nginx wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,12 @@ start_nginx
 project "$work/p" "$CANONS" "$SECS"
 echo "nginx on core 0, load on core 1; $CANONS connections/canons, ${SECS}s each, $ROUNDS rounds"
 declare -A ratios
+wrk_run() { taskset -c 1 wrk -t1 -c"$CANONS" -d"${SECS}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}'; }
+after=""
 for r in $(seq 1 "$ROUNDS"); do
-  wrk_rps=$(taskset -c 1 wrk -t1 -c"$CANONS" -d"${SECS}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+  # The previous round's closing wrk run opens this one.
+  before=${after:-$(wrk_run)}
+  results=()
   i=0
   for oct in "$@"; do
     i=$((i + 1))
@@ -34,11 +40,17 @@ for r in $(seq 1 "$ROUNDS"); do
     n=$(echo "$out" | awk '/^transactions:/ {print $2}')
     lost=$(echo "$out" | awk '/^lost:/ {print $2}')
     errors=$(echo "$out" | awk '/^errors:/ {print $2}')
+    results+=("$oct $n $errors $lost")
+  done
+  after=$(wrk_run)
+  wrk_rps=$(python3 -c "print(f'{($before + $after) / 2:.0f}')")
+  for line in "${results[@]}"; do
+    read -r oct n errors lost <<<"$line"
     oct_rps=$(python3 -c "print(f'{$n/$SECS:.0f}')")
     ratio=$(python3 -c "print(f'{$n/$SECS/$wrk_rps:.3f}')")
     ratios[$oct]="${ratios[$oct]:-} $ratio"
     label=""; [ $# -eq 1 ] || label=" $oct"
-    echo "round $r: wrk $wrk_rps req/s | oct turret$label $oct_rps req/s ($n stored, errors $errors, lost $lost) | ratio ${ratio}x"
+    echo "round $r: wrk $before / $after req/s (mean $wrk_rps) | oct turret$label $oct_rps req/s ($n stored, errors $errors, lost $lost) | ratio ${ratio}x"
   done
 done
 for oct in "$@"; do
