@@ -8,19 +8,16 @@
 //! the driver reads what it needs straight from the coroutine's stack — a request's method and
 //! URL as byte slices, a result's elapsed time and error — and pushes its answer there; the
 //! yields it has no fast path for (options tables, tcp, ws, custom timers, checks) still go
-//! through mlua values, one value at a time through a registry slot.
+//! through mlua values, moved between the coroutine's stack and mlua's in one `lua_xmove`.
 //!
 //! The coroutine's `lua_State` comes from the prelude's first yield (`oct:state`): the light
 //! userdata a C function pushes of the state that called it. The [`mlua::Thread`] is kept so
 //! that the coroutine lives as long as its driver.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 
 use mlua::ffi;
-use mlua::{IntoLua, LightUserData, Lua, MultiValue, Thread, Value as LuaValue};
-
-/// The registry slot that carries one value between the coroutine's stack and mlua.
-const SLOT: &CStr = c"oct:co";
+use mlua::{LightUserData, Lua, MultiValue, Thread, Value as LuaValue};
 
 /// What a canon's coroutine yielded for, by its first value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,25 +156,32 @@ impl Co {
         Some(unsafe { ffi::lua_tonumberx(self.state, self.index(i), std::ptr::null_mut()) })
     }
 
-    /// The `i`-th yielded value as an mlua value (nil past the last), through the registry.
+    /// The `i`-th yielded value as an mlua value (nil past the last).
     pub(super) fn value(&self, lua: &Lua, i: c_int) -> mlua::Result<LuaValue> {
         if i >= self.yielded {
             return Ok(LuaValue::Nil);
         }
-        // SAFETY: copies a valid index to the top, then moves it into the registry; a
-        // suspended coroutine's stack has room for the copy (LUA_MINSTACK).
+        self.room(1)?;
+        let (co, index) = (self.state, self.index(i));
+        // SAFETY: copies a valid index to the coroutine's top (room checked), then moves it to
+        // the stack mlua reads its result from: two threads of one state, as xmove requires.
         unsafe {
-            ffi::lua_pushvalue(self.state, self.index(i));
-            ffi::lua_setfield(self.state, ffi::LUA_REGISTRYINDEX, SLOT.as_ptr());
+            lua.exec_raw((), |state| {
+                ffi::lua_pushvalue(co, index);
+                ffi::lua_xmove(co, state, 1);
+            })
         }
-        let v = lua.named_registry_value::<LuaValue>(slot_name());
-        lua.unset_named_registry_value(slot_name())?;
-        v
     }
 
-    /// The values after the tag, as mlua values.
-    pub(super) fn values(&self, lua: &Lua) -> mlua::Result<MultiValue> {
-        (1..self.yielded).map(|i| self.value(lua, i)).collect()
+    /// Takes the values after the tag off the stack, as mlua values (then as [`Co::pop`]).
+    pub(super) fn take_values(&mut self, lua: &Lua) -> mlua::Result<MultiValue> {
+        let (co, n) = (self.state, self.yielded - 1);
+        // SAFETY: moves the top `n` values (those after the tag) to the stack mlua reads its
+        // result from, in one call.
+        let values = unsafe { lua.exec_raw((), |state| ffi::lua_xmove(co, state, n)) };
+        self.yielded = 1;
+        self.pop();
+        values
     }
 
     /// Takes the yielded values off the stack; the answer is pushed after.
@@ -225,20 +229,18 @@ impl Co {
         Ok(1)
     }
 
-    /// Pushes mlua values, one at a time through the registry; returns how many.
+    /// Pushes mlua values; returns how many.
     pub(super) fn push_values(&mut self, lua: &Lua, values: MultiValue) -> mlua::Result<c_int> {
         let n = c_int::try_from(values.len()).map_err(|_| mlua::Error::StackError)?;
-        self.room(n + 1)?;
-        for v in values {
-            lua.set_named_registry_value(slot_name(), v.into_lua(lua)?)?;
-            // SAFETY: room checked; pushes the registry's slot.
-            unsafe { ffi::lua_getfield(self.state, ffi::LUA_REGISTRYINDEX, SLOT.as_ptr()) };
+        self.room(n)?;
+        let co = self.state;
+        // SAFETY: mlua pushes the values as the arguments of a protected call, which moves all
+        // of them to the coroutine (room checked) in one call.
+        unsafe {
+            lua.exec_raw::<()>(values, |state| {
+                ffi::lua_xmove(state, co, ffi::lua_gettop(state));
+            })?;
         }
-        lua.unset_named_registry_value(slot_name())?;
         Ok(n)
     }
-}
-
-fn slot_name() -> &'static str {
-    SLOT.to_str().expect("ASCII")
 }

@@ -420,8 +420,7 @@ impl Script for LuaScript {
                         co.push_bool(go)
                     }
                     Tag::Http | Tag::Tcp | Tag::Ws => {
-                        let args = co.values(lua).map_err(err)?;
-                        co.pop();
+                        let args = co.take_values(lua).map_err(err)?;
                         let out = match tag {
                             Tag::Http => crate::http::perform(lua, &client, args).await,
                             Tag::Tcp => crate::tcp::perform(lua, args).await,
