@@ -265,6 +265,26 @@ fn a_script_yielding_its_canons_coroutine_is_a_clear_error() {
 }
 
 #[test]
+fn an_error_raised_in_the_canons_loop_itself_ends_the_canon_with_its_message() {
+    // Outside the prelude's pcalls: its read of t.custom_timers, through the script's
+    // metatable. The coroutine dies; the driver says why.
+    let canon = Rc::new(Collect {
+        n: 3,
+        got: RefCell::new(Vec::new()),
+    });
+    let script = "function run(t)\n\
+                  t.custom_timers = nil\n\
+                  setmetatable(t, {__index = function() error('evil index', 0) end})\n\
+                  end";
+    let run = load(script).unwrap().run_loop(canon.clone());
+    let e = tokio::task::LocalSet::new()
+        .block_on(&runtime(), run)
+        .unwrap_err();
+    assert_eq!(e.0, "evil index");
+    assert!(canon.got.borrow().is_empty());
+}
+
+#[test]
 fn load_errors_are_clear() {
     let e = load("function run(t) end end").err().unwrap();
     assert!(e.0.starts_with("s.lua:1:"), "{}", e.0);
