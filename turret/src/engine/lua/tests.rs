@@ -37,16 +37,21 @@ fn load(src: &str) -> Result<Box<dyn Script>, ScriptError> {
     engine(src)?.load(&info)
 }
 
-fn iterate(src: &str, n: usize) -> Vec<Iteration> {
+/// Runs `src` as one canon for up to `n` iterations: how its loop ended, and what it reported.
+fn drive(src: &str, n: usize) -> (Result<(), ScriptError>, Vec<Iteration>) {
     let script = load(src).unwrap();
     let canon = Rc::new(Collect {
         n,
         got: RefCell::new(Vec::new()),
     });
-    tokio::task::LocalSet::new()
-        .block_on(&runtime(), script.run_loop(canon.clone()))
-        .unwrap();
+    let ended = tokio::task::LocalSet::new().block_on(&runtime(), script.run_loop(canon.clone()));
     let got = canon.got.borrow().clone();
+    (ended, got)
+}
+
+fn iterate(src: &str, n: usize) -> Vec<Iteration> {
+    let (ended, got) = drive(src, n);
+    ended.unwrap();
     got
 }
 
@@ -250,17 +255,8 @@ fn errors_that_are_not_strings_are_reported_by_their_text() {
 #[test]
 fn a_script_yielding_its_canons_coroutine_is_a_clear_error() {
     for script in ["coroutine.yield(1)", "coroutine.yield('oct:bogus')"] {
-        let canon = Rc::new(Collect {
-            n: 3,
-            got: RefCell::new(Vec::new()),
-        });
-        let run = load(&format!("function run(t) {script} end"))
-            .unwrap()
-            .run_loop(canon);
-        let e = tokio::task::LocalSet::new()
-            .block_on(&runtime(), run)
-            .unwrap_err();
-        assert_eq!(e.0, YIELDED, "{script}");
+        let (ended, _) = drive(&format!("function run(t) {script} end"), 3);
+        assert_eq!(ended.unwrap_err().0, YIELDED, "{script}");
     }
 }
 
@@ -268,20 +264,13 @@ fn a_script_yielding_its_canons_coroutine_is_a_clear_error() {
 fn an_error_raised_in_the_canons_loop_itself_ends_the_canon_with_its_message() {
     // Outside the prelude's pcalls: its read of t.custom_timers, through the script's
     // metatable. The coroutine dies; the driver says why.
-    let canon = Rc::new(Collect {
-        n: 3,
-        got: RefCell::new(Vec::new()),
-    });
     let script = "function run(t)\n\
                   t.custom_timers = nil\n\
                   setmetatable(t, {__index = function() error('evil index', 0) end})\n\
                   end";
-    let run = load(script).unwrap().run_loop(canon.clone());
-    let e = tokio::task::LocalSet::new()
-        .block_on(&runtime(), run)
-        .unwrap_err();
-    assert_eq!(e.0, "evil index");
-    assert!(canon.got.borrow().is_empty());
+    let (ended, got) = drive(script, 3);
+    assert_eq!(ended.unwrap_err().0, "evil index");
+    assert!(got.is_empty());
 }
 
 #[test]
