@@ -20,7 +20,7 @@ use mlua::ffi;
 use mlua::{LightUserData, Lua, MultiValue, Thread, Value as LuaValue};
 
 /// What a canon's coroutine yielded for, by its first value.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub(super) enum Tag {
     Report,
     Http,

@@ -292,9 +292,9 @@ fn tallied_counters(t: Table) -> Timers {
 /// coroutine's stack; an error that is not a string, and the tables, as mlua values.
 fn iteration(lua: &Lua, co: &Co) -> mlua::Result<Iteration> {
     let elapsed = co.number(1).unwrap_or(0.0);
-    let mut error = match (co.kind(2), co.bytes(2)) {
-        (ffi::LUA_TNIL, _) => String::new(),
-        (_, Some(text)) => String::from_utf8_lossy(text).into_owned(),
+    let mut error = match co.kind(2) {
+        ffi::LUA_TNIL => String::new(),
+        ffi::LUA_TSTRING => String::from_utf8_lossy(co.bytes(2).unwrap_or_default()).into_owned(),
         _ => error_text(&co.value(lua, 2)?),
     };
     if let Some(phase) = co.bytes(3) {
@@ -385,27 +385,24 @@ impl Script for LuaScript {
                         }
                         co.push_bool(canon.keep_going())
                     }
-                    Tag::Http if plain_request(&co) => {
-                        let sent = crate::http::send_plain(
-                            &client,
-                            co.bytes(1).unwrap_or_default(),
-                            co.bytes(2).unwrap_or_default(),
-                            co.bytes(3).unwrap_or_default(),
-                        )
-                        .await;
-                        co.pop();
-                        match sent {
-                            Ok(response) => {
-                                let pushed = push_response(&mut co, &response);
-                                client.recycle(response);
-                                pushed
+                    Tag::Http => match plain_request(&co) {
+                        Some((method, url, body)) => {
+                            let sent = crate::http::send_plain(&client, method, url, body).await;
+                            co.pop();
+                            match sent {
+                                Ok(response) => {
+                                    let pushed = push_response(&mut co, &response);
+                                    client.recycle(response);
+                                    pushed
+                                }
+                                Err(message) => co
+                                    .push_nil()
+                                    .and_then(|_| co.push_bytes(message.as_bytes()))
+                                    .map(|_| 2),
                             }
-                            Err(message) => co
-                                .push_nil()
-                                .and_then(|_| co.push_bytes(message.as_bytes()))
-                                .map(|_| 2),
                         }
-                    }
+                        None => Ok(through_mlua(lua, &mut co, &client, tag).await?),
+                    },
                     Tag::Sleep => {
                         let secs = co.number(1).unwrap_or(0.0);
                         co.pop();
@@ -419,15 +416,7 @@ impl Script for LuaScript {
                         let go = canon.pace().await;
                         co.push_bool(go)
                     }
-                    Tag::Http | Tag::Tcp | Tag::Ws => {
-                        let args = co.take_values(lua).map_err(err)?;
-                        let out = match tag {
-                            Tag::Http => crate::http::perform(lua, &client, args).await,
-                            Tag::Tcp => crate::tcp::perform(lua, args).await,
-                            _ => crate::ws::perform(lua, args).await,
-                        };
-                        co.push_values(lua, raise(lua, out)?)
-                    }
+                    Tag::Tcp | Tag::Ws => Ok(through_mlua(lua, &mut co, &client, tag).await?),
                     Tag::Other => return Err(ScriptError(YIELDED.into())),
                 }
                 .map_err(err)?;
@@ -445,11 +434,30 @@ fn push_response(co: &mut Co, response: &crate::http::Response) -> mlua::Result<
     Ok(3)
 }
 
-/// Whether a yielded request is the common kind [`crate::http::send_plain`] sends: method and
-/// URL strings, a string body or none, no options.
-fn plain_request(co: &Co) -> bool {
+/// A yielded request of the common kind [`crate::http::send_plain`] sends — method and URL
+/// strings, a string body or none, no options — as its method, URL and body.
+fn plain_request(co: &Co) -> Option<(&[u8], &[u8], &[u8])> {
     let none = |i| matches!(co.kind(i), ffi::LUA_TNIL | ffi::LUA_TNONE);
-    co.bytes(1).is_some() && co.bytes(2).is_some() && (none(3) || co.bytes(3).is_some()) && none(4)
+    let body = if none(3) { b"" } else { co.bytes(3)? };
+    none(4).then_some(())?;
+    Some((co.bytes(1)?, co.bytes(2)?, body))
+}
+
+/// A yield with no fast path (a request with options, tcp, ws): its values through mlua to the
+/// function that performs it, and the answer back.
+async fn through_mlua(
+    lua: &Lua,
+    co: &mut Co,
+    client: &crate::http::Client,
+    tag: Tag,
+) -> Result<c_int, ScriptError> {
+    let args = co.take_values(lua).map_err(err)?;
+    let out = match tag {
+        Tag::Http => crate::http::perform(lua, client, args).await,
+        Tag::Tcp => crate::tcp::perform(lua, args).await,
+        _ => crate::ws::perform(lua, args).await,
+    };
+    co.push_values(lua, raise(lua, out)?).map_err(err)
 }
 
 /// What a request function answers the script: its result, or — for bad arguments — `nil`
