@@ -67,7 +67,7 @@ return function(setup, run, tear_down, go, paced, tally)
     end
     local timers = t.custom_timers
     -- Checked here so the report sees nil in the common case (no timers): handing a table to
-    -- the Rust side costs a registry slot and an iterator for nothing. `fresh`: t needs a new
+    -- the Rust side costs an mlua value and an iterator for nothing. `fresh`: t needs a new
     -- table for the next iteration.
     local timed, fresh = nil, false
     if type(timers) ~= "table" then
